@@ -1,0 +1,59 @@
+/**
+ * Records every frame crossing a Link into a pcap writer: sent frames before they are handed
+ * down, received frames before they are handed up. Where it sits decides what it sees: around an
+ * impairment chain it records what the stack sent; under it, what survived onto the wire.
+ */
+import { linktypeForLayer, type PcapWriter } from '../capture/pcap-writer.js';
+import type { FrameHandler, Link, LinkCounters } from './link.js';
+
+class CaptureLink implements Link {
+  constructor(
+    private readonly inner: Link,
+    private readonly writer: PcapWriter,
+    private readonly clockMs: () => number,
+  ) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+  get layer(): 'ethernet' | 'ip' {
+    return this.inner.layer;
+  }
+  get mtu(): number {
+    return this.inner.mtu;
+  }
+  get counters(): LinkCounters {
+    return this.inner.counters;
+  }
+
+  send(frames: readonly Uint8Array[]): void {
+    const t = this.clockMs();
+    for (const f of frames) this.writer.write(f, t);
+    this.inner.send(frames);
+  }
+
+  setReceiver(handler: FrameHandler): void {
+    this.inner.setReceiver((frames) => {
+      const t = this.clockMs();
+      for (const f of frames) this.writer.write(f, t);
+      handler(frames);
+    });
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+/**
+ * Wraps `link` so that both directions are written to `writer`, stamped with `clockMs()` (the
+ * simulator's `now` in simulation, `Date.now` on real links). The writer's linktype must match
+ * the link's layer. Closing the link does not close the writer (it may be shared).
+ */
+export function withCapture(link: Link, writer: PcapWriter, clockMs: () => number): Link {
+  const want = linktypeForLayer(link.layer);
+  if (writer.linktype !== want) {
+    throw new Error(`withCapture: writer linktype ${writer.linktype} does not match link ${link.name} (${link.layer}, linktype ${want})`);
+  }
+  return new CaptureLink(link, writer, clockMs);
+}
