@@ -78,6 +78,28 @@ describe('Simulator', () => {
     }
   });
 
+  it('keeps the order when most events are cancelled (heap compaction)', () => {
+    const sim = new Simulator();
+    const rng = new Rng(4);
+    const order: number[] = [];
+    const ids: TimerId[] = [];
+    const times: number[] = [];
+    for (let i = 0; i < 10_000; i++) {
+      times.push(rng.int(100));
+      ids.push(sim.schedule(times[i]!, () => order.push(i)));
+    }
+    const cancelled = new Set<number>();
+    while (cancelled.size < 8000) {
+      const i = rng.int(10_000);
+      if (!cancelled.has(i)) expect(sim.cancel(ids[i])).toBe(true);
+      cancelled.add(i);
+    }
+    expect(sim.pending).toBe(2000);
+    sim.runUntilIdle();
+    const expected = [...times.keys()].filter((i) => !cancelled.has(i)).sort((a, b) => times[a]! - times[b]! || a - b);
+    expect(order).toEqual(expected);
+  });
+
   it('events at the same time run in scheduling order, also when scheduled by a running event', () => {
     const sim = new Simulator();
     const log: string[] = [];
