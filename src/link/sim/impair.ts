@@ -206,7 +206,8 @@ export interface DelayOptions {
   jitterMs?: number;
   /**
    * Let jitter reorder frames (netem's behaviour). Default false: a frame never leaves before one
-   * sent earlier (it waits for it), like a real path without reordering.
+   * sent earlier (it waits for it), like a real path without reordering. So when frames are
+   * closer together than the jitter range, FIFO raises the mean delay above delayMs.
    */
   allowReorder?: boolean;
 }
