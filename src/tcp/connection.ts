@@ -1,0 +1,1413 @@
+/**
+ * The TCP engine: one connection, sans-I/O. Segments and the current time go in (`input`,
+ * `onTimer`, application calls); segments (`takeOutput`), events (`takeEvents`) and the next timer
+ * deadline (`nextDeadline`) come out. No sockets, timers or clocks inside: the caller owns those.
+ *
+ * RFC 9293 state machine with RFC 5961 protections, RFC 7323 window scaling/timestamps/PAWS,
+ * RFC 2018 SACK with RFC 6675 recovery (NewReno RFC 6582 without SACK), RFC 6298 RTO, delayed ACK,
+ * Nagle, SWS avoidance, zero-window probing, keepalive, and state export/import in the chimney split.
+ */
+import {
+  TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN,
+  type SackBlock, type TcpOptions, type TcpSegment,
+} from '../wire/tcp-segment.js';
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from '../wire/seq.js';
+import { ByteQueue } from './byte-queue.js';
+import { createCongestionControl } from './cc/index.js';
+import type { CongestionControl } from './cc/congestion-control.js';
+import { effectiveSendMss, negotiate, synOptions, TS_OPTION_BYTES } from './negotiation.js';
+import { ReassemblyQueue } from './reassembly.js';
+import { RtoEstimator } from './rto.js';
+import { SackScoreboard } from './sack-scoreboard.js';
+import {
+  DEFAULT_TCP_CONFIG, TcpState,
+  type TcpConfig, type TcpEvent, type TcpExport, type TcpErrorCode,
+} from './types.js';
+
+const DUP_THRESH = 3;
+/** RFC 7323 5.5: TS.Recent older than 24 days is invalid for PAWS. */
+const PAWS_IDLE_MS = 24 * 24 * 3600 * 1000;
+const EMPTY = new Uint8Array(0);
+
+/** Which meaning the single retransmit-timer slot has (chimney 5.4 overloads it the same way). */
+type RtxMode = 'rto' | 'persist' | 'fin-wait-2';
+
+export interface TcpStats {
+  segmentsIn: number;
+  segmentsOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  retransmittedSegments: number;
+  retransmittedBytes: number;
+  fastRetransmits: number;
+  timeouts: number;
+  dupAcksIn: number;
+  outOfOrderSegments: number;
+  challengeAcks: number;
+  pawsDrops: number;
+  windowProbes: number;
+  keepaliveProbes: number;
+  droppedUnacceptable: number;
+}
+
+export interface ConnectOptions {
+  config?: Partial<TcpConfig>;
+  localPort: number;
+  remotePort: number;
+  iss: number;
+  now: number;
+  /** Offset added to the ms clock for our timestamps (a per-connection random value). */
+  tsOffset?: number;
+}
+
+export interface AcceptOptions extends ConnectOptions {
+  /** The SYN received on the listening port. */
+  syn: TcpSegment;
+}
+
+export interface ImportOptions {
+  config?: Partial<TcpConfig>;
+  localPort: number;
+  remotePort: number;
+  now: number;
+  /** Milliseconds per chimney tick (1 for TicksPerSecond = 1000). */
+  msPerTick?: number;
+}
+
+export interface ExportOptions {
+  msPerTick?: number;
+  /** Include engine-private details for an exact engine-to-engine move. */
+  includePrivate?: boolean;
+}
+
+function mergeConfig(partial: Partial<TcpConfig> | undefined): TcpConfig {
+  const cfg = { ...DEFAULT_TCP_CONFIG, ...partial };
+  cfg.keepalive = { ...DEFAULT_TCP_CONFIG.keepalive, ...partial?.keepalive };
+  cfg.rto = { ...DEFAULT_TCP_CONFIG.rto, ...partial?.rto };
+  return cfg;
+}
+
+export class TcpConnection {
+  readonly config: TcpConfig;
+  readonly localPort: number;
+  readonly remotePort: number;
+
+  private _state: TcpState = TcpState.Closed;
+  private now = 0;
+
+  // Send sequence space.
+  private iss = 0;
+  private _sndUna = 0;
+  private _sndNxt = 0;
+  private _sndMax = 0;
+  private _sndWnd = 0;
+  private sndWl1 = 0;
+  private sndWl2 = 0;
+  private maxSndWnd = 0;
+  /** Bytes from sndBufSeq on that the peer has not acknowledged (sent or not). */
+  private readonly sndBuf = new ByteQueue();
+  private sndBufSeq = 0;
+  private finQueued = false;
+  private sndMss = 536;
+  private writableWanted = false;
+
+  // Receive sequence space.
+  private irs = 0;
+  private _rcvNxt = 0;
+  /** rcvNxt + the window we last advertised: never moves left. */
+  private advertisedEdge = 0;
+  private readonly rcvBuf = new ByteQueue();
+  private readonly reasm: ReassemblyQueue;
+  private finReceived = false;
+  private rcvMss = 536;
+
+  // Negotiated options.
+  private tsEnabled = false;
+  private sackEnabled = false;
+  private wsEnabled = false;
+  private sndWscale = 0;
+  private rcvWscale = 0;
+  private remoteMss = 536;
+  private tsOffset = 0;
+  private tsRecent = 0;
+  private tsRecentAt = -Infinity;
+  private lastAckSent = 0;
+
+  // RTT, congestion control, recovery.
+  private readonly rto: RtoEstimator;
+  private cc: CongestionControl;
+  private readonly scoreboard = new SackScoreboard();
+  private dupAcks = 0;
+  private inRecovery = false;
+  private recoveryPoint = 0;
+  private highRxt = 0;
+  private rttSeq: number | undefined;
+  private rttSentAt = 0;
+
+  // Timers: absolute deadlines in ms, undefined = not running.
+  private rtxDeadline: number | undefined;
+  private rtxMode: RtxMode = 'rto';
+  private rtCount = 0;
+  private retransmitStartedAt: number | undefined;
+  private sndWndProbeCount = 0;
+  private persistProbeOutstanding = false;
+  /** The persist timer fired with a small open window: send a runt despite SWS avoidance. */
+  private swsOverride = false;
+  private ackDeadline: number | undefined;
+  private kaDeadline: number | undefined;
+  private kaProbeCount = 0;
+  private twDeadline: number | undefined;
+  private timeoutReported = false;
+
+  // Delayed-ACK bookkeeping.
+  private ackNow = false;
+  private bytesSinceAck = 0;
+  private lastChallengeAckAt = -Infinity;
+
+  private output: TcpSegment[] = [];
+  private events: TcpEvent[] = [];
+  readonly stats: TcpStats = {
+    segmentsIn: 0, segmentsOut: 0, bytesIn: 0, bytesOut: 0, retransmittedSegments: 0,
+    retransmittedBytes: 0, fastRetransmits: 0, timeouts: 0, dupAcksIn: 0, outOfOrderSegments: 0,
+    challengeAcks: 0, pawsDrops: 0, windowProbes: 0, keepaliveProbes: 0, droppedUnacceptable: 0,
+  };
+
+  private constructor(config: Partial<TcpConfig> | undefined, localPort: number, remotePort: number, now: number) {
+    this.config = mergeConfig(config);
+    this.localPort = localPort;
+    this.remotePort = remotePort;
+    this.now = now;
+    this.rto = new RtoEstimator(this.config.rto);
+    this.reasm = new ReassemblyQueue(this.config.reassemblyMaxBytes);
+    this.cc = this.newCc(536);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Construction
+
+  /** Active open: sends a SYN. */
+  static connect(o: ConnectOptions): TcpConnection {
+    const c = new TcpConnection(o.config, o.localPort, o.remotePort, o.now);
+    c.tsOffset = (o.tsOffset ?? 0) >>> 0;
+    c.iss = o.iss >>> 0;
+    c._sndUna = c.iss;
+    c._sndNxt = c.iss;
+    c._sndMax = c.iss;
+    c.sndBufSeq = seqAdd(c.iss, 1);
+    c.recoveryPoint = c.iss;
+    c._state = TcpState.SynSent;
+    c.sendSyn(false);
+    return c;
+  }
+
+  /** Passive open: a SYN arrived on a listening port; answers with a SYN-ACK. */
+  static accept(o: AcceptOptions): TcpConnection {
+    const c = new TcpConnection(o.config, o.localPort, o.remotePort, o.now);
+    c.tsOffset = (o.tsOffset ?? 0) >>> 0;
+    c.iss = o.iss >>> 0;
+    c._sndUna = c.iss;
+    c._sndNxt = c.iss;
+    c._sndMax = c.iss;
+    c.sndBufSeq = seqAdd(c.iss, 1);
+    c.recoveryPoint = c.iss;
+    c.irs = o.syn.seq;
+    c._rcvNxt = seqAdd(o.syn.seq, 1);
+    c.applyNegotiation(o.syn.options);
+    if (c.tsEnabled && o.syn.options.ts) c.setTsRecent(o.syn.options.ts.val);
+    c._sndWnd = o.syn.window; // never scaled in a SYN
+    c.maxSndWnd = c._sndWnd;
+    c.sndWl1 = o.syn.seq;
+    c.sndWl2 = c.iss;
+    c._state = TcpState.SynRcvd;
+    c.sendSyn(true, o.syn.options);
+    return c;
+  }
+
+  /**
+   * The RST to answer a segment that matches no connection (RFC 9293 3.10.7.1), or null for an
+   * incoming RST.
+   */
+  static resetFor(seg: TcpSegment): TcpSegment | null {
+    if (seg.flags & TCP_RST) return null;
+    const base = { srcPort: seg.dstPort, dstPort: seg.srcPort, window: 0, urgent: 0, options: {}, payload: EMPTY };
+    if (seg.flags & TCP_ACK) return { ...base, seq: seg.ack, ack: 0, flags: TCP_RST };
+    const len = seg.payload.length + (seg.flags & TCP_SYN ? 1 : 0) + (seg.flags & TCP_FIN ? 1 : 0);
+    return { ...base, seq: 0, ack: seqAdd(seg.seq, len), flags: TCP_RST | TCP_ACK };
+  }
+
+  private newCc(mss: number): CongestionControl {
+    const iw = Math.min(this.config.initialWindowSegments * mss, Math.max(2 * mss, 14600));
+    return createCongestionControl(this.config.congestionControl, { mss, cwnd: iw, ssthresh: 0x7fffffff });
+  }
+
+  private applyNegotiation(peer: TcpOptions): void {
+    const n = negotiate(this.config, peer);
+    this.wsEnabled = n.windowScaling;
+    this.sndWscale = n.sndWindScale;
+    this.rcvWscale = n.rcvWindScale;
+    this.tsEnabled = n.timestamps;
+    this.sackEnabled = n.sack;
+    this.remoteMss = n.remoteMss;
+    this.sndMss = effectiveSendMss(this.config, n.remoteMss, n.timestamps);
+    this.rcvMss = this.config.mss - (n.timestamps ? TS_OPTION_BYTES : 0);
+    this.cc = this.newCc(this.sndMss);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Accessors
+
+  get state(): TcpState { return this._state; }
+  get sndUna(): number { return this._sndUna; }
+  get sndNxt(): number { return this._sndNxt; }
+  get sndMax(): number { return this._sndMax; }
+  get sndWnd(): number { return this._sndWnd; }
+  get rcvNxt(): number { return this._rcvNxt; }
+  get mss(): number { return this.sndMss; }
+  get cwnd(): number { return this.cc.cwnd; }
+  get ssthresh(): number { return this.cc.ssthresh; }
+  get srttMs(): number | undefined { return this.rto.srtt; }
+  get rtoMs(): number { return this.rto.rto; }
+  get timestampsEnabled(): boolean { return this.tsEnabled; }
+  get sackEnabledNegotiated(): boolean { return this.sackEnabled; }
+  get windowScales(): { snd: number; rcv: number } { return { snd: this.sndWscale, rcv: this.rcvWscale }; }
+  get remoteMssAnnounced(): number { return this.remoteMss; }
+  /** Bytes written and not yet acknowledged (sent or not). */
+  get sendQueued(): number { return this.sndBuf.length; }
+  /** Bytes the application may still write before the send buffer is full. */
+  get sendSpace(): number { return Math.max(0, this.config.sendBufferSize - this.sndBuf.length); }
+  /** In-order received bytes not yet read. */
+  get readable(): number { return this.rcvBuf.length; }
+  /** True once the peer's FIN has been received in sequence. */
+  get peerFinished(): boolean { return this.finReceived; }
+  get inLossRecovery(): boolean { return this.inRecovery; }
+  get retransmitCount(): number { return this.rtCount; }
+  get outOfOrderBytes(): number { return this.reasm.bytes; }
+  get isSynchronized(): boolean {
+    return this._state !== TcpState.Closed && this._state !== TcpState.Listen && this._state !== TcpState.SynSent && this._state !== TcpState.SynRcvd;
+  }
+
+  /** Drain the segments produced since the last call, in transmission order. */
+  takeOutput(): TcpSegment[] {
+    const out = this.output;
+    this.output = [];
+    return out;
+  }
+
+  takeEvents(): TcpEvent[] {
+    const ev = this.events;
+    this.events = [];
+    return ev;
+  }
+
+  /** The earliest timer deadline (ms), or undefined when no timer runs. */
+  nextDeadline(): number | undefined {
+    let d: number | undefined;
+    for (const t of [this.rtxDeadline, this.ackDeadline, this.kaDeadline, this.twDeadline]) {
+      if (t !== undefined && (d === undefined || t < d)) d = t;
+    }
+    return d;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Application calls
+
+  /** Queue bytes for sending (copied). Returns how many were accepted (send-buffer space). */
+  write(data: Uint8Array, now: number): number {
+    this.now = now;
+    if (this.finQueued || this._state === TcpState.Closed || this._state === TcpState.TimeWait) {
+      throw new Error(`write after end (state ${TcpState[this._state]})`);
+    }
+    const n = Math.min(data.length, this.sendSpace);
+    if (n > 0) this.sndBuf.appendCopy(n === data.length ? data : data.subarray(0, n));
+    if (n < data.length) this.writableWanted = true;
+    this.trySend();
+    this.flushAck();
+    return n;
+  }
+
+  /** Read up to `max` in-order bytes. Opens the receive window (a window update may be sent). */
+  read(max: number, now: number): Uint8Array {
+    this.now = now;
+    const before = this.currentWindow();
+    const out = this.rcvBuf.shift(max);
+    if (out.length > 0 && this.isSynchronized) {
+      const avail = this.availableWindow();
+      const mss = this.rcvMss;
+      // Window update when the window at least doubles by a segment or more, or reopens from below one MSS.
+      if ((before < mss && avail >= mss) || (avail >= 2 * before && avail - before >= mss)) {
+        if (this._state === TcpState.Established || this._state === TcpState.FinWait1 || this._state === TcpState.FinWait2) {
+          this.ackNow = true;
+          this.flushAck();
+        }
+      }
+    }
+    return out;
+  }
+
+  /** Graceful close: a FIN follows the queued data. */
+  close(now: number): void {
+    this.now = now;
+    switch (this._state) {
+      case TcpState.SynSent:
+        this.enterClosed(undefined);
+        return;
+      case TcpState.SynRcvd:
+        this.finQueued = true; // FIN_WAIT_1 once the handshake completes
+        return;
+      case TcpState.Established:
+        this.finQueued = true;
+        this._state = TcpState.FinWait1;
+        break;
+      case TcpState.CloseWait:
+        this.finQueued = true;
+        this._state = TcpState.LastAck;
+        break;
+      default:
+        return; // already closing or closed
+    }
+    this.trySend();
+    this.flushAck();
+  }
+
+  /** Abortive close: RST to the peer, everything dropped. */
+  abort(now: number): void {
+    this.now = now;
+    if (this._state === TcpState.Closed) return;
+    if (this._state !== TcpState.SynSent && this._state !== TcpState.TimeWait) {
+      this.emit({ srcPort: this.localPort, dstPort: this.remotePort, seq: this._sndNxt, ack: 0, flags: TCP_RST, window: 0, urgent: 0, options: {}, payload: EMPTY });
+    }
+    this.enterClosed(undefined);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Segment arrival (RFC 9293 3.10.7)
+
+  input(seg: TcpSegment, now: number): void {
+    this.now = now;
+    this.stats.segmentsIn++;
+    this.stats.bytesIn += seg.payload.length;
+    switch (this._state) {
+      case TcpState.Closed:
+      case TcpState.Listen:
+        return; // the demux answers closed ports (TcpConnection.resetFor)
+      case TcpState.SynSent:
+        this.inputSynSent(seg);
+        break;
+      default:
+        this.inputSynchronized(seg);
+    }
+    this.afterInput();
+  }
+
+  private afterInput(): void {
+    if (this._state === TcpState.Closed) return;
+    this.trySend();
+    this.flushAck();
+  }
+
+  private inputSynSent(seg: TcpSegment): void {
+    const hasAck = (seg.flags & TCP_ACK) !== 0;
+    if (hasAck && (seqLe(seg.ack, this.iss) || seqGt(seg.ack, this._sndMax))) {
+      if (!(seg.flags & TCP_RST)) this.sendRst(seg.ack);
+      return;
+    }
+    if (seg.flags & TCP_RST) {
+      if (hasAck) this.enterClosed('ECONNREFUSED');
+      return;
+    }
+    if (!(seg.flags & TCP_SYN)) return;
+    this.irs = seg.seq;
+    this._rcvNxt = seqAdd(seg.seq, 1);
+    this.applyNegotiation(seg.options);
+    if (this.tsEnabled && seg.options.ts) {
+      this.setTsRecent(seg.options.ts.val);
+      if (hasAck && seg.options.ts.ecr !== 0) this.rto.sample(Math.max(0, this.tsNow() - seg.options.ts.ecr));
+    } else if (hasAck && this.rtCount === 0) {
+      this.rto.sample(this.now - this.rttSentAt);
+    }
+    this._sndWnd = seg.window;
+    this.maxSndWnd = seg.window;
+    this.sndWl1 = seg.seq;
+    this.sndWl2 = seg.ack;
+    if (hasAck) {
+      this._sndUna = seg.ack;
+      this.stopRtx();
+      this.rtCount = 0;
+      this.rto.resetBackoff();
+      this._state = TcpState.Established;
+      this.events.push({ type: 'connected' });
+      this.startKeepalive();
+      this.ackNow = true;
+      if (this.finQueued) this._state = TcpState.FinWait1;
+      // Data or FIN in the SYN-ACK is processed like any other segment's.
+      if (seg.payload.length > 0 || seg.flags & TCP_FIN) {
+        this.processData({ ...seg, seq: seqAdd(seg.seq, 1), flags: seg.flags & ~TCP_SYN });
+      }
+    } else {
+      // Simultaneous open.
+      this._state = TcpState.SynRcvd;
+      this.sendSyn(true, seg.options);
+    }
+  }
+
+  private inputSynchronized(seg: TcpSegment): void {
+    const isRst = (seg.flags & TCP_RST) !== 0;
+    // RFC 7323 5.3 PAWS.
+    if (this.tsEnabled && seg.options.ts && !isRst && this.tsRecentAt > -Infinity) {
+      if (seqLt(seg.options.ts.val, this.tsRecent) && this.now - this.tsRecentAt < PAWS_IDLE_MS) {
+        this.stats.pawsDrops++;
+        this.ackNow = true;
+        return;
+      }
+    }
+    // Acceptability (RFC 9293 3.10.7.4 first check).
+    const len = seg.payload.length + (seg.flags & TCP_SYN ? 1 : 0) + (seg.flags & TCP_FIN ? 1 : 0);
+    const wnd = Math.max(0, seqDiff(this.advertisedEdge, this._rcvNxt));
+    let acceptable: boolean;
+    if (len === 0) {
+      acceptable = wnd === 0 ? seg.seq === this._rcvNxt : seqGe(seg.seq, this._rcvNxt) && seqLt(seg.seq, seqAdd(this._rcvNxt, wnd));
+    } else if (wnd === 0) {
+      acceptable = false;
+    } else {
+      const last = seqAdd(seg.seq, len - 1);
+      const end = seqAdd(this._rcvNxt, wnd);
+      acceptable = (seqGe(seg.seq, this._rcvNxt) && seqLt(seg.seq, end)) || (seqGe(last, this._rcvNxt) && seqLt(last, end));
+    }
+    if (!acceptable) {
+      // A zero-window probe or an old duplicate: ACK it (never answer an RST). Exception: an
+      // unacceptable segment may still carry a valid ACK for our data (zero-window case).
+      this.stats.droppedUnacceptable++;
+      if (!isRst) {
+        if (wnd === 0 && seg.flags & TCP_ACK && len > 0 && seg.seq === this._rcvNxt) this.processAck(seg);
+        if (this._state === TcpState.TimeWait && seg.flags & TCP_FIN) this.twDeadline = this.now + this.config.timeWaitMs;
+        this.ackNow = true;
+      }
+      return;
+    }
+    // RFC 5961 3.2: RST only when it hits RCV.NXT exactly; otherwise a challenge ACK.
+    if (isRst) {
+      if (seg.seq === this._rcvNxt) this.onReset();
+      else this.challengeAck();
+      return;
+    }
+    // RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK.
+    if (seg.flags & TCP_SYN) {
+      if (this._state === TcpState.SynRcvd && seg.seq === this.irs) {
+        this.ackNow = false;
+        this.retransmitSyn(); // our SYN-ACK was lost: answer the retransmitted SYN
+        return;
+      }
+      this.challengeAck();
+      return;
+    }
+    if (!(seg.flags & TCP_ACK)) return;
+    // RFC 7323 4.3: TS.Recent from segments covering Last.ACK.sent.
+    if (this.tsEnabled && seg.options.ts && seqLe(seg.seq, this.lastAckSent) && seqGe(seg.options.ts.val, this.tsRecent)) {
+      this.setTsRecent(seg.options.ts.val);
+    } else if (this.tsEnabled && seg.options.ts && this.tsRecentAt === -Infinity) {
+      this.setTsRecent(seg.options.ts.val);
+    }
+    if (this._state === TcpState.SynRcvd) {
+      if (seqGt(seg.ack, this._sndUna) && seqLe(seg.ack, this._sndMax)) {
+        this._state = this.finQueued ? TcpState.FinWait1 : TcpState.Established;
+        this.events.push({ type: 'connected' });
+        this.startKeepalive();
+        this.sndWl1 = seg.seq;
+        this.sndWl2 = seg.ack;
+        this._sndWnd = seg.window << this.sndWscale;
+        this.maxSndWnd = Math.max(this.maxSndWnd, this._sndWnd);
+      } else {
+        this.sendRst(seg.ack);
+        return;
+      }
+    }
+    if (!this.processAck(seg)) return;
+    if (this._state === TcpState.Closed) return;
+    this.restartKeepalive();
+    if (this._state === TcpState.FinWait2 && this.rtxMode === 'fin-wait-2' && this.rtxDeadline !== undefined) {
+      this.rtxDeadline = this.now + this.config.finWait2TimeoutMs; // restarted by acceptable segments
+    }
+    if (this._state === TcpState.TimeWait) {
+      if (seg.flags & TCP_FIN) {
+        this.ackNow = true;
+        this.twDeadline = this.now + this.config.timeWaitMs;
+      }
+      return;
+    }
+    this.processData(seg);
+  }
+
+  /** ACK field processing. Returns false when the segment must be dropped. */
+  private processAck(seg: TcpSegment): boolean {
+    const ack = seg.ack;
+    // RFC 5961 5.2 acceptable ACK range.
+    const lowest = seqAdd(this._sndUna, -Math.max(this.maxSndWnd, 1));
+    if (seqGt(ack, this._sndMax) || seqLt(ack, lowest)) {
+      this.challengeAck();
+      return false;
+    }
+    const wnd = seg.window << this.sndWscale;
+    let newlySacked = 0;
+    if (this.sackEnabled && seg.options.sack && seg.options.sack.length > 0) {
+      newlySacked = this.scoreboard.update(seqMax(ack, this._sndUna), this._sndMax, seg.options.sack);
+    }
+    const windowChanged = wnd !== this._sndWnd;
+    if (seqGt(ack, this._sndUna)) {
+      this.onNewAck(seg, ack);
+    } else if (ack === this._sndUna) {
+      const classicDup = seg.payload.length === 0 && !(seg.flags & (TCP_SYN | TCP_FIN)) && !windowChanged && this._sndMax !== this._sndUna;
+      if (classicDup || (newlySacked > 0 && this._sndMax !== this._sndUna)) this.onDupAck();
+    }
+    // Window update (RFC 9293 3.10.7.4, SND.WL1/WL2 rule).
+    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLe(this.sndWl2, ack))) {
+      const wasZero = this._sndWnd === 0;
+      this._sndWnd = wnd;
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = ack;
+      if (wnd > this.maxSndWnd) this.maxSndWnd = wnd;
+      if (wnd > 0 && (wasZero || this.rtxMode === 'persist')) this.endPersist();
+      else if (wnd === 0 && this.persistProbeOutstanding && ack === this._sndUna) this.nextPersistRound();
+    }
+    return true;
+  }
+
+  private onNewAck(seg: TcpSegment, ack: number): void {
+    const flightBefore = seqDiff(this._sndMax, this._sndUna);
+    // Which of SYN, data, FIN this ACK covers.
+    let dataAcked = 0;
+    const dataEnd = seqAdd(this.sndBufSeq, this.sndBuf.length);
+    if (seqGt(ack, this.sndBufSeq)) {
+      dataAcked = Math.min(seqDiff(ack, this.sndBufSeq), this.sndBuf.length);
+      this.sndBuf.consume(dataAcked);
+      this.sndBufSeq = seqAdd(this.sndBufSeq, dataAcked);
+    }
+    const finAcked = this.finQueued && seqGt(ack, dataEnd);
+    const ackedSeq = seqDiff(ack, this._sndUna);
+    // RTT: timestamps echo (RFC 7323 4.1), else Karn's timed segment.
+    if (this.tsEnabled && seg.options.ts && seg.options.ts.ecr !== 0) {
+      this.rto.sample(Math.max(0, seqDiff(this.tsNow(), seg.options.ts.ecr)));
+    } else if (this.rttSeq !== undefined && seqGe(ack, this.rttSeq)) {
+      this.rto.sample(this.now - this.rttSentAt);
+      this.rttSeq = undefined;
+    }
+    this._sndUna = ack;
+    if (seqLt(this._sndNxt, ack)) this._sndNxt = ack;
+    this.rtCount = 0;
+    this.retransmitStartedAt = undefined;
+    this.timeoutReported = false;
+    this.rto.resetBackoff();
+    if (this.persistProbeOutstanding) {
+      this.persistProbeOutstanding = false;
+      this.sndWndProbeCount = 0;
+    }
+    // Loss recovery (RFC 6582 / RFC 6675).
+    if (this.inRecovery) {
+      if (seqGe(ack, this.recoveryPoint)) {
+        this.inRecovery = false;
+        this.dupAcks = 0;
+        this.cc.onRecoveryExit(this.now);
+      } else if (!this.sackEnabled) {
+        // NewReno partial ACK: retransmit the next hole, deflate by the amount acknowledged.
+        this.retransmitAt(this._sndUna);
+        this.cc.cwnd = Math.max(this.sndMss, this.cc.cwnd - ackedSeq + (ackedSeq >= this.sndMss ? this.sndMss : 0));
+      }
+    } else {
+      this.dupAcks = 0;
+      this.cc.onAck(ackedSeq, this.now, this.rto.srtt, flightBefore);
+    }
+    if (seqLt(this.highRxt, this._sndUna)) this.highRxt = this._sndUna;
+    // Timers (RFC 6298 5.2/5.3).
+    if (this._sndUna === this._sndMax) {
+      if (this.rtxMode === 'rto') this.stopRtx();
+    } else {
+      this.startRtx('rto', this.rto.rto);
+    }
+    if (dataAcked > 0 || finAcked) {
+      this.events.push({ type: 'acked', sndUna: ack, bytes: dataAcked, finAcked });
+    }
+    if (this.writableWanted && this.sendSpace > 0) {
+      this.writableWanted = false;
+      this.events.push({ type: 'writable' });
+    }
+    if (finAcked) this.onFinAcked();
+  }
+
+  private onFinAcked(): void {
+    switch (this._state) {
+      case TcpState.FinWait1:
+        this._state = TcpState.FinWait2;
+        this.stopRtx();
+        if (this.config.finWait2TimeoutMs > 0) this.startRtx('fin-wait-2', this.config.finWait2TimeoutMs);
+        break;
+      case TcpState.Closing:
+        this.enterTimeWait();
+        break;
+      case TcpState.LastAck:
+        this.enterClosed(undefined);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private onDupAck(): void {
+    this.stats.dupAcksIn++;
+    this.dupAcks++;
+    if (this.inRecovery) {
+      if (!this.sackEnabled) this.cc.cwnd += this.sndMss; // RFC 6582 inflation
+      return;
+    }
+    const lost = this.dupAcks >= DUP_THRESH ||
+      (this.sackEnabled && this.scoreboard.isLost(this._sndUna, this.sndMss, DUP_THRESH));
+    // RFC 6582 4.1: only one reduction per window of data (the ACK must cover beyond `recover`).
+    if (lost && seqGe(this._sndUna, this.recoveryPoint)) {
+      this.enterRecovery();
+    }
+  }
+
+  private enterRecovery(): void {
+    const flight = seqDiff(this._sndMax, this._sndUna);
+    this.inRecovery = true;
+    this.recoveryPoint = this._sndMax;
+    this.cc.onCongestionEvent(this.now, flight);
+    this.stats.fastRetransmits++;
+    this.highRxt = this._sndUna;
+    this.retransmitAt(this._sndUna);
+    if (!this.sackEnabled) this.cc.cwnd = this.cc.ssthresh + DUP_THRESH * this.sndMss;
+  }
+
+  private processData(seg: TcpSegment): void {
+    const canReceive = this._state === TcpState.Established || this._state === TcpState.FinWait1 || this._state === TcpState.FinWait2;
+    let seq = seg.seq;
+    let payload = seg.payload;
+    let fin = (seg.flags & TCP_FIN) !== 0;
+    if (!canReceive) return; // the peer already sent its FIN: nothing more is accepted
+    // Trim to [rcvNxt, advertisedEdge).
+    if (seqLt(seq, this._rcvNxt)) {
+      const skip = seqDiff(this._rcvNxt, seq);
+      if (skip >= payload.length) {
+        if (fin && seqAdd(seq, payload.length) === this._rcvNxt) {
+          payload = EMPTY; // the FIN alone is new
+        } else {
+          if (payload.length > 0 || fin) this.ackNow = true; // pure duplicate: re-ACK (D-SACK not generated)
+          return;
+        }
+      } else {
+        payload = payload.subarray(skip);
+      }
+      seq = this._rcvNxt;
+    }
+    const room = Math.max(0, seqDiff(this.advertisedEdge, seq));
+    if (payload.length > room) {
+      payload = payload.subarray(0, room);
+      fin = false;
+    }
+    if (payload.length === 0 && !fin) return;
+    if (seq !== this._rcvNxt) {
+      this.stats.outOfOrderSegments++;
+      if (payload.length > 0) this.reasm.insert(seq, payload, this._rcvNxt);
+      if (fin) this.reasm.setFin(seqAdd(seq, payload.length));
+      this.ackNow = true; // RFC 5681 4.2: out-of-order data is acknowledged at once
+      return;
+    }
+    const hadHoles = this.reasm.bytes > 0 || this.reasm.finSeq !== undefined;
+    let delivered = 0;
+    if (payload.length > 0) {
+      this.rcvBuf.appendCopy(payload);
+      this._rcvNxt = seqAdd(this._rcvNxt, payload.length);
+      delivered += payload.length;
+    }
+    if (hadHoles) {
+      for (const chunk of this.reasm.takeContiguous(this._rcvNxt)) {
+        this.rcvBuf.appendOwned(chunk);
+        this._rcvNxt = seqAdd(this._rcvNxt, chunk.length);
+        delivered += chunk.length;
+      }
+      if (this.reasm.finSeq !== undefined && this.reasm.finSeq === this._rcvNxt) fin = true;
+      this.ackNow = true; // filling a hole is acknowledged at once
+    }
+    if (delivered > 0) {
+      this.events.push({ type: 'readable', bytes: delivered });
+      this.bytesSinceAck += delivered;
+      if (this.bytesSinceAck >= 2 * this.rcvMss || this.config.delayedAckMs === 0) this.ackNow = true;
+      else if (this.ackDeadline === undefined) this.ackDeadline = this.now + this.config.delayedAckMs;
+    }
+    if (fin) this.onFinReceived();
+  }
+
+  private onFinReceived(): void {
+    this._rcvNxt = seqAdd(this._rcvNxt, 1);
+    this.finReceived = true;
+    this.reasm.clear();
+    this.ackNow = true;
+    this.events.push({ type: 'peer-fin' });
+    switch (this._state) {
+      case TcpState.Established:
+        this._state = TcpState.CloseWait;
+        break;
+      case TcpState.FinWait1:
+        // Our FIN is not yet acknowledged (else we would be in FIN_WAIT_2): simultaneous close.
+        this._state = TcpState.Closing;
+        break;
+      case TcpState.FinWait2:
+        this.enterTimeWait();
+        break;
+      default:
+        break;
+    }
+  }
+
+  private onReset(): void {
+    let error: TcpErrorCode | undefined;
+    switch (this._state) {
+      case TcpState.SynRcvd:
+        error = 'ECONNREFUSED';
+        break;
+      case TcpState.Established:
+      case TcpState.FinWait1:
+      case TcpState.FinWait2:
+      case TcpState.CloseWait:
+        error = 'ECONNRESET';
+        break;
+      default:
+        error = undefined;
+    }
+    this.enterClosed(error);
+  }
+
+  private challengeAck(): void {
+    if (this.now - this.lastChallengeAckAt < this.config.challengeAckIntervalMs) return;
+    this.lastChallengeAckAt = this.now;
+    this.stats.challengeAcks++;
+    this.ackNow = true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Timers
+
+  /** Run every timer whose deadline is at or before `now`. */
+  onTimer(now: number): void {
+    this.now = now;
+    if (this.twDeadline !== undefined && now >= this.twDeadline) {
+      this.twDeadline = undefined;
+      this.enterClosed(undefined);
+      return;
+    }
+    if (this.ackDeadline !== undefined && now >= this.ackDeadline) {
+      this.ackDeadline = undefined;
+      this.ackNow = true;
+    }
+    if (this.rtxDeadline !== undefined && now >= this.rtxDeadline) {
+      this.rtxDeadline = undefined;
+      switch (this.rtxMode) {
+        case 'rto': this.onRetransmitTimeout(); break;
+        case 'persist': this.onPersistTimeout(); break;
+        case 'fin-wait-2': this.onFinWait2Timeout(); break;
+      }
+      if (this._state === TcpState.Closed) return;
+    }
+    if (this.kaDeadline !== undefined && now >= this.kaDeadline) {
+      this.kaDeadline = undefined;
+      this.onKeepaliveTimeout();
+      if (this._state === TcpState.Closed) return;
+    }
+    this.trySend();
+    this.flushAck();
+  }
+
+  private startRtx(mode: RtxMode, delayMs: number): void {
+    this.rtxMode = mode;
+    this.rtxDeadline = this.now + delayMs;
+  }
+
+  private stopRtx(): void {
+    this.rtxDeadline = undefined;
+    this.rtxMode = 'rto';
+  }
+
+  private reportTimeout(reason: 'retransmit' | 'persist' | 'keepalive' | 'syn' | 'fin-wait-2'): boolean {
+    if (this.config.onTimeout === 'close' || reason === 'syn') {
+      this.events.push({ type: 'timeout', reason });
+      this.enterClosed('ETIMEDOUT');
+      return true;
+    }
+    if (!this.timeoutReported) {
+      this.timeoutReported = true;
+      this.events.push({ type: 'timeout', reason });
+    }
+    return false;
+  }
+
+  private onRetransmitTimeout(): void {
+    this.stats.timeouts++;
+    if (this._state === TcpState.SynSent || this._state === TcpState.SynRcvd) {
+      if (this.rtCount >= this.config.maxSynRetransmissions) {
+        this.reportTimeout('syn');
+        return;
+      }
+      this.rtCount++;
+      this.rto.backoff();
+      this.retransmitSyn();
+      return;
+    }
+    if (this._sndUna === this._sndMax) return; // nothing outstanding any more
+    if (this.rtCount >= this.config.maxRetransmissions) {
+      if (this.reportTimeout(this.persistProbeOutstanding ? 'persist' : 'retransmit')) return;
+    }
+    if (this.retransmitStartedAt === undefined) this.retransmitStartedAt = this.now;
+    const flight = seqDiff(this._sndMax, this._sndUna);
+    if (this.persistProbeOutstanding) {
+      // Persist round (chimney 5.4 step 3): re-probe with backoff, no congestion response.
+      this.rtCount++;
+      this.retransmitAt(this._sndUna);
+      this.startRtx('rto', Math.min(this.rto.rto * 2 ** this.rtCount, this.rtoMax()));
+      return;
+    }
+    if (this.rtCount === 0) this.cc.onTimeout(this.now, flight);
+    else this.cc.cwnd = this.sndMss;
+    this.rtCount++;
+    this.rto.backoff();
+    this.inRecovery = false;
+    this.dupAcks = 0;
+    this.recoveryPoint = this._sndMax;
+    this.rttSeq = undefined;
+    // Go back to SND.UNA; the send loop skips what the peer SACKed.
+    this._sndNxt = this._sndUna;
+    this.highRxt = this._sndUna;
+    this.retransmitAt(this._sndUna);
+    this.startRtx('rto', this.rto.rto);
+  }
+
+  private rtoMax(): number {
+    return this.config.rto.maxRtoMs ?? 120_000;
+  }
+
+  private onPersistTimeout(): void {
+    // Chimney 5.4 step 2: send a window probe, then the retransmit timer runs for it.
+    const dataEnd = seqAdd(this.sndBufSeq, this.sndBuf.length);
+    if (seqGe(this._sndNxt, dataEnd)) {
+      this.stopRtx();
+      return;
+    }
+    if (this._sndWnd > 0) {
+      this.stopRtx();
+      this.swsOverride = true; // the send loop after the timers sends what the window allows
+      return;
+    }
+    this.stats.windowProbes++;
+    const seq = this._sndNxt;
+    const payload = this.sndBuf.peek(seqDiff(seq, this.sndBufSeq), 1);
+    this.emit(this.dataSegment(seq, payload, false));
+    this._sndNxt = seqAdd(seq, 1);
+    if (seqGt(this._sndNxt, this._sndMax)) this._sndMax = this._sndNxt;
+    this.persistProbeOutstanding = true;
+    this.rtCount = 0;
+    this.startRtx('rto', this.rto.rto);
+  }
+
+  private nextPersistRound(): void {
+    // Chimney 5.4 step 4: the probe was answered with a zero window.
+    this.sndWndProbeCount++;
+    this.rtCount = 0;
+    this.persistProbeOutstanding = false;
+    this._sndNxt = this._sndUna; // the probe byte is re-sent at the next probe
+    this.startRtx('persist', Math.min(this.rto.rto * 2 ** this.sndWndProbeCount, this.rtoMax()));
+    if (this.sndWndProbeCount > this.config.maxRetransmissions) this.reportTimeout('persist');
+  }
+
+  private endPersist(): void {
+    if (this.rtxMode === 'persist') this.stopRtx();
+    this.sndWndProbeCount = 0;
+    if (this.persistProbeOutstanding && this._sndUna === this._sndMax) this.persistProbeOutstanding = false;
+  }
+
+  private onFinWait2Timeout(): void {
+    if (this.config.onTimeout === 'close') {
+      this.events.push({ type: 'timeout', reason: 'fin-wait-2' });
+      this.enterClosed(undefined);
+    } else {
+      this._state = TcpState.Closed; // chimney 5.4: state Closed, host asked to retrieve
+      this.events.push({ type: 'timeout', reason: 'fin-wait-2' });
+    }
+  }
+
+  private startKeepalive(): void {
+    if (this.config.keepalive.enabled) this.kaDeadline = this.now + this.config.keepalive.idleMs;
+  }
+
+  private restartKeepalive(): void {
+    this.kaProbeCount = 0;
+    if (this.config.keepalive.enabled && this.kaDeadline !== undefined) this.kaDeadline = this.now + this.config.keepalive.idleMs;
+  }
+
+  private onKeepaliveTimeout(): void {
+    const ka = this.config.keepalive;
+    if (!ka.enabled) return;
+    if (this._state !== TcpState.Established && this._state !== TcpState.CloseWait) return;
+    if (this._sndUna !== this._sndMax || this.sndBuf.length > 0) {
+      this.kaDeadline = this.now + ka.idleMs; // data in flight: the retransmit timer covers liveness
+      return;
+    }
+    if (this.kaProbeCount >= ka.probes) {
+      if (this.reportTimeout('keepalive')) return;
+      this.kaDeadline = this.now + ka.intervalMs;
+      return;
+    }
+    this.kaProbeCount++;
+    this.stats.keepaliveProbes++;
+    // A probe is a segment one below SND.NXT with no data: the peer answers with an ACK.
+    this.emit({ ...this.ackSegment(), seq: seqAdd(this._sndNxt, -1) });
+    this.kaDeadline = this.now + ka.intervalMs;
+  }
+
+  private enterTimeWait(): void {
+    this._state = TcpState.TimeWait;
+    this.stopRtx();
+    this.kaDeadline = undefined;
+    this.twDeadline = this.now + this.config.timeWaitMs;
+    this.events.push({ type: 'time-wait' });
+  }
+
+  private enterClosed(error: TcpErrorCode | undefined): void {
+    if (this._state === TcpState.Closed && this.rtxDeadline === undefined && this.twDeadline === undefined) {
+      return;
+    }
+    this._state = TcpState.Closed;
+    this.rtxDeadline = undefined;
+    this.ackDeadline = undefined;
+    this.kaDeadline = undefined;
+    this.twDeadline = undefined;
+    this.ackNow = false;
+    this.reasm.clear();
+    this.events.push(error ? { type: 'closed', error } : { type: 'closed' });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Transmission
+
+  private tsNow(): number {
+    return (Math.floor(this.now) + this.tsOffset) >>> 0;
+  }
+
+  private setTsRecent(val: number): void {
+    this.tsRecent = val >>> 0;
+    this.tsRecentAt = this.now;
+  }
+
+  /** The window we could offer now: free receive-buffer space. */
+  private availableWindow(): number {
+    return Math.max(0, this.config.receiveBufferSize - this.rcvBuf.length);
+  }
+
+  private currentWindow(): number {
+    return Math.max(0, seqDiff(this.advertisedEdge, this._rcvNxt));
+  }
+
+  /** The window field for the next segment, moving the advertised right edge (never left). */
+  private windowField(): number {
+    const avail = this.availableWindow();
+    const cur = this.currentWindow();
+    // Receiver SWS avoidance (RFC 9293 3.8.6.2.2): grow the edge only by a useful amount.
+    const threshold = Math.min(this.config.receiveBufferSize / 2, this.rcvMss);
+    let win = avail - cur >= threshold || avail >= this.config.receiveBufferSize ? Math.max(avail, cur) : cur;
+    const shift = this.rcvWscale;
+    let field = Math.ceil(win / 2 ** shift);
+    if (field > 0xffff) field = 0xffff;
+    win = field * 2 ** shift;
+    const edge = seqAdd(this._rcvNxt, win);
+    if (seqGt(edge, this.advertisedEdge)) this.advertisedEdge = edge;
+    return field;
+  }
+
+  private baseOptions(): TcpOptions {
+    const opts: TcpOptions = {};
+    if (this.tsEnabled) opts.ts = { val: this.tsNow(), ecr: this.tsRecent };
+    if (this.sackEnabled && (this.reasm.bytes > 0)) {
+      const blocks: SackBlock[] = this.reasm.sackBlocks(this.tsEnabled ? 3 : 4);
+      if (blocks.length > 0) opts.sack = blocks;
+    }
+    return opts;
+  }
+
+  private ackSegment(): TcpSegment {
+    return {
+      srcPort: this.localPort, dstPort: this.remotePort, seq: this._sndNxt, ack: this._rcvNxt,
+      flags: TCP_ACK, window: this.windowField(), urgent: 0, options: this.baseOptions(), payload: EMPTY,
+    };
+  }
+
+  private dataSegment(seq: number, payload: Uint8Array, fin: boolean): TcpSegment {
+    const dataEnd = seqAdd(this.sndBufSeq, this.sndBuf.length);
+    let flags = TCP_ACK;
+    if (payload.length > 0 && seqAdd(seq, payload.length) === dataEnd) flags |= TCP_PSH;
+    if (fin) flags |= TCP_FIN;
+    return {
+      srcPort: this.localPort, dstPort: this.remotePort, seq, ack: this._rcvNxt,
+      flags, window: this.windowField(), urgent: 0, options: this.baseOptions(), payload,
+    };
+  }
+
+  /** Queue a segment for the wire; every segment we send with ACK set acknowledges rcvNxt. */
+  private emit(seg: TcpSegment): void {
+    if (seg.flags & TCP_ACK) {
+      this.lastAckSent = seg.ack;
+      this.ackNow = false;
+      this.ackDeadline = undefined;
+      this.bytesSinceAck = 0;
+    }
+    this.stats.segmentsOut++;
+    this.stats.bytesOut += seg.payload.length;
+    this.output.push(seg);
+  }
+
+  private sendRst(seq: number): void {
+    this.emit({ srcPort: this.localPort, dstPort: this.remotePort, seq, ack: 0, flags: TCP_RST, window: 0, urgent: 0, options: {}, payload: EMPTY });
+  }
+
+  private sendSyn(withAck: boolean, peer?: TcpOptions): void {
+    const opts = synOptions(this.config, this.tsNow(), withAck ? peer : undefined);
+    if (withAck && this.tsEnabled) opts.ts = { val: this.tsNow(), ecr: this.tsRecent };
+    const seg: TcpSegment = {
+      srcPort: this.localPort, dstPort: this.remotePort, seq: this.iss, ack: withAck ? this._rcvNxt : 0,
+      flags: TCP_SYN | (withAck ? TCP_ACK : 0), window: Math.min(this.availableWindow(), 0xffff),
+      urgent: 0, options: opts, payload: EMPTY,
+    };
+    if (withAck) this.advertisedEdge = seqAdd(this._rcvNxt, seg.window);
+    this.emit(seg);
+    this._sndNxt = seqAdd(this.iss, 1);
+    if (seqGt(this._sndNxt, this._sndMax)) this._sndMax = this._sndNxt;
+    if (this.rtCount === 0) this.rttSentAt = this.now;
+    this.startRtx('rto', this.rto.rto);
+  }
+
+  private retransmitSyn(): void {
+    this.stats.retransmittedSegments++;
+    const peerOpts: TcpOptions = {};
+    if (this.wsEnabled) peerOpts.wscale = this.sndWscale;
+    if (this.sackEnabled) peerOpts.sackPermitted = true;
+    if (this.tsEnabled) peerOpts.ts = { val: this.tsRecent, ecr: 0 };
+    this.sendSyn(this._state === TcpState.SynRcvd, peerOpts);
+  }
+
+  /** Retransmit one segment starting at `seq` (fast retransmit, NewReno partial ACK, RTO). */
+  private retransmitAt(seq: number): void {
+    const dataEnd = seqAdd(this.sndBufSeq, this.sndBuf.length);
+    let len = Math.max(0, Math.min(this.sndMss, seqDiff(dataEnd, seq), seqDiff(this._sndMax, seq)));
+    if (this.sackEnabled) len = this.clipAtSacked(seq, len);
+    const finOutstanding = this.finQueued && seqGt(this._sndMax, dataEnd);
+    const fin = finOutstanding && seqAdd(seq, len) === dataEnd;
+    if (len === 0 && !fin) return;
+    const payload = this.sndBuf.peek(seqDiff(seq, this.sndBufSeq), len);
+    this.emit(this.dataSegment(seq, payload, fin));
+    this.stats.retransmittedSegments++;
+    this.stats.retransmittedBytes += len;
+    this.rttSeq = undefined; // Karn
+    const end = seqAdd(seq, len + (fin ? 1 : 0));
+    if (seqGt(end, this.highRxt)) this.highRxt = end;
+    if (seqGt(end, this._sndNxt) && seqLe(seq, this._sndNxt)) this._sndNxt = end;
+    if (this.rtxDeadline === undefined || this.rtxMode !== 'rto') this.startRtx('rto', this.rto.rto);
+  }
+
+  /** Shorten [seq, seq+len) so it does not run into a SACKed byte. */
+  private clipAtSacked(seq: number, len: number): number {
+    const next = this.scoreboard.nextSackedAtOrAfter(seq);
+    if (next === undefined) return len;
+    return Math.max(0, Math.min(len, seqDiff(next, seq)));
+  }
+
+  /** Send what the windows, Nagle and SWS avoidance allow. */
+  private trySend(): void {
+    const s = this._state;
+    if (s !== TcpState.Established && s !== TcpState.CloseWait && s !== TcpState.FinWait1 && s !== TcpState.Closing && s !== TcpState.LastAck) {
+      return;
+    }
+    if (this.inRecovery && this.sackEnabled) {
+      this.sendSackRecovery();
+      return;
+    }
+    for (let guard = 0; guard < 100_000; guard++) {
+      const dataEnd = seqAdd(this.sndBufSeq, this.sndBuf.length);
+      // After an RTO (go-back-N), skip ranges the peer already SACKed.
+      if (this.sackEnabled && seqLt(this._sndNxt, this._sndMax) && seqLt(this._sndNxt, dataEnd)) {
+        const end = this.scoreboard.sackedRangeEnd(this._sndNxt);
+        if (end !== undefined) this._sndNxt = seqLt(end, dataEnd) ? end : dataEnd;
+      }
+      const avail = seqDiff(dataEnd, this._sndNxt);
+      if (avail < 0) return; // everything including our FIN has been sent
+      const retransmitting = seqLt(this._sndNxt, this._sndMax);
+      const inFlight = seqDiff(this._sndNxt, this._sndUna);
+      const usable = Math.min(this._sndWnd, this.cc.cwnd) - inFlight;
+      let len = Math.min(avail, this.sndMss, Math.max(0, usable));
+      if (this.sackEnabled && retransmitting) len = this.clipAtSacked(this._sndNxt, len);
+      const fin = this.finQueued && len === avail;
+      if (len === 0 && !fin) {
+        // Window closed (or too small to be worth it) with nothing in flight: the persist timer
+        // probes a zero window and overrides SWS avoidance for a small one.
+        if (avail > 0 && usable <= 0 && this._sndUna === this._sndMax && this.rtxDeadline === undefined) {
+          if (this._sndWnd === 0) this.sndWndProbeCount = 0;
+          this.startRtx('persist', this.rto.rto);
+        }
+        return;
+      }
+      if (!retransmitting && len > 0 && len < this.sndMss && len < avail && !this.swsOverride) {
+        // Sender SWS avoidance (RFC 9293 3.8.6.2.1): a window-limited runt waits unless it is at
+        // least half the largest window the peer offered.
+        if (len < this.maxSndWnd / 2) {
+          if (this._sndUna === this._sndMax && this.rtxDeadline === undefined) this.startRtx('persist', this.rto.rto);
+          return;
+        }
+      }
+      if (!retransmitting && len > 0 && len < this.sndMss && len === avail && !fin && this.config.nagle && this._sndUna !== this._sndMax) {
+        return; // Nagle: a small final piece waits for the outstanding data to be acknowledged
+      }
+      this.swsOverride = false;
+      const seq = this._sndNxt;
+      const payload = len > 0 ? this.sndBuf.peek(seqDiff(seq, this.sndBufSeq), len) : EMPTY;
+      this.emit(this.dataSegment(seq, payload, fin));
+      if (retransmitting) {
+        this.stats.retransmittedSegments++;
+        this.stats.retransmittedBytes += len;
+      } else if (len > 0 && this.rttSeq === undefined && !this.tsEnabled) {
+        this.rttSeq = seqAdd(seq, len);
+        this.rttSentAt = this.now;
+      }
+      this._sndNxt = seqAdd(seq, len + (fin ? 1 : 0));
+      if (seqGt(this._sndNxt, this._sndMax)) this._sndMax = this._sndNxt;
+      if (this.rtxDeadline === undefined || this.rtxMode === 'persist') this.startRtx('rto', this.rto.rto);
+      if (fin) return;
+    }
+  }
+
+  /** RFC 6675 section 5 (C): send while cwnd - pipe allows a segment. */
+  private sendSackRecovery(): void {
+    const mss = this.sndMss;
+    for (let guard = 0; guard < 10_000; guard++) {
+      const dataEnd = seqAdd(this.sndBufSeq, this.sndBuf.length);
+      const highData = this._sndMax;
+      const pipe = this.scoreboard.pipe(this._sndUna, highData, this.highRxt, mss, DUP_THRESH);
+      if (this.cc.cwnd - pipe < mss) return;
+      const unsent = Math.max(0, seqDiff(dataEnd, highData));
+      const next = this.scoreboard.nextSeg({
+        sndUna: this._sndUna, highData, highRxt: this.highRxt, mss, dupThresh: DUP_THRESH,
+        unsentBytes: unsent, sendWindowEnd: seqAdd(this._sndUna, this._sndWnd),
+      });
+      if (!next) return;
+      if (next.retransmit) {
+        const finOut = this.finQueued && seqGt(this._sndMax, dataEnd);
+        const len = Math.max(0, Math.min(next.len, seqDiff(dataEnd, next.seq)));
+        const fin = finOut && seqAdd(next.seq, len) === dataEnd;
+        if (len === 0 && !fin) return;
+        this.emit(this.dataSegment(next.seq, this.sndBuf.peek(seqDiff(next.seq, this.sndBufSeq), len), fin));
+        this.stats.retransmittedSegments++;
+        this.stats.retransmittedBytes += len;
+        this.highRxt = seqAdd(next.seq, len + (fin ? 1 : 0));
+      } else {
+        const len = Math.min(next.len, unsent);
+        if (len <= 0) return;
+        const fin = this.finQueued && seqAdd(highData, len) === dataEnd;
+        this.emit(this.dataSegment(highData, this.sndBuf.peek(seqDiff(highData, this.sndBufSeq), len), fin));
+        this._sndMax = seqAdd(highData, len + (fin ? 1 : 0));
+        this._sndNxt = this._sndMax;
+      }
+      if (this.rtxDeadline === undefined) this.startRtx('rto', this.rto.rto);
+    }
+  }
+
+  /** Send a pure ACK if one is due and nothing else carried it. */
+  private flushAck(): void {
+    if (!this.ackNow || this._state === TcpState.Closed || this._state === TcpState.SynSent) return;
+    if (this._state === TcpState.SynRcvd) return;
+    this.emit(this.ackSegment());
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // State export / import (chimney TCP state object; spec 1.5, 6.5, 6.10)
+
+  /**
+   * The connection's state now. Pending delayed ACKs are sent first (chimney 6.2 step 2; take the
+   * output afterwards). Timer deltas are in ticks; -1 = not running.
+   */
+  export(now: number, opts: ExportOptions = {}): TcpExport {
+    this.now = now;
+    const msPerTick = opts.msPerTick ?? 1;
+    if (!opts.includePrivate && (this.ackDeadline !== undefined || this.ackNow)) {
+      this.ackNow = true;
+      this.flushAck();
+    }
+    const ticks = (deadline: number | undefined): number =>
+      deadline === undefined ? -1 : Math.max(0, Math.ceil((deadline - now) / msPerTick));
+    const scaled = this.rto.exportScaled(msPerTick);
+    const exp: TcpExport = {
+      const: {
+        timestamps: this.tsEnabled, sack: this.sackEnabled, windowScaling: this.wsEnabled,
+        sndWindScale: this.sndWscale, rcvWindScale: this.rcvWscale, remoteMss: this.remoteMss,
+      },
+      delegated: {
+        state: this._state,
+        rcvNxt: this._rcvNxt,
+        rcvWnd: this.currentWindow(),
+        sndUna: this._sndUna,
+        sndNxt: this._sndNxt,
+        sndMax: this._sndMax,
+        sndWnd: this._sndWnd,
+        maxSndWnd: this.maxSndWnd,
+        sndWl1: this.sndWl1,
+        cwnd: this.cc.cwnd,
+        ssthresh: Math.min(this.cc.ssthresh, 0xffffffff),
+        srttX8: scaled.srttX8,
+        rttvarX4: scaled.rttvarX4,
+        tsRecent: this.tsRecent,
+        tsRecentAge: this.tsRecentAt === -Infinity ? 0 : Math.floor((now - this.tsRecentAt) / msPerTick),
+        tsTime: this.tsNow(),
+        totalRt: this.retransmitStartedAt === undefined ? 0 : Math.floor((now - this.retransmitStartedAt) / msPerTick),
+        dupAckCount: Math.min(this.dupAcks, 255),
+        sndWndProbeCount: this.sndWndProbeCount,
+        kaProbeCount: this.kaProbeCount,
+        kaTimeoutDelta: ticks(this.kaDeadline),
+        rtCount: this.rtCount,
+        rtTimeoutDelta: ticks(this.rtxDeadline),
+      },
+      sendData: this.sndBuf.views(),
+      finQueued: this.finQueued,
+      receiveData: this.rcvBuf.views(),
+      finReceived: this.finReceived,
+    };
+    if (opts.includePrivate) {
+      exp.private = {
+        sndWl2: this.sndWl2,
+        inRecovery: this.inRecovery,
+        recoveryPoint: this.recoveryPoint,
+        highRxt: this.highRxt,
+        rescueRxt: undefined,
+        sackBlocks: this.scoreboard.ranges(),
+        outOfOrder: this.reasm.segments(),
+        oooFinSeq: this.reasm.finSeq,
+        delayedAckDelta: this.ackDeadline === undefined ? -1 : this.ackDeadline - now,
+        unackedSegments: this.bytesSinceAck,
+        lastAckSent: this.lastAckSent,
+        rttSeq: this.rttSeq,
+        rttSentAt: this.rttSentAt - now,
+        tsOffset: this.tsOffset,
+        advertisedEdge: this.advertisedEdge,
+        persistActive: this.rtxMode === 'persist',
+        persistProbeOutstanding: this.persistProbeOutstanding,
+        finWait2Active: this.rtxMode === 'fin-wait-2',
+        lastChallengeAckAt: this.lastChallengeAckAt - now,
+        retransmitStartedAt: this.retransmitStartedAt === undefined ? Number.NaN : this.retransmitStartedAt - now,
+        cc: { cwnd: this.cc.cwnd, ssthresh: this.cc.ssthresh },
+      };
+      exp.delegated.rtTimeoutDelta = this.rtxDeadline === undefined ? -1 : this.rtxDeadline - now;
+      exp.delegated.kaTimeoutDelta = this.kaDeadline === undefined ? -1 : this.kaDeadline - now;
+    }
+    return exp;
+  }
+
+  /** A connection continuing from exported state (chimney initiate: the target imports). */
+  static import(exp: TcpExport, o: ImportOptions): TcpConnection {
+    const msPerTick = o.msPerTick ?? 1;
+    const c = new TcpConnection(o.config, o.localPort, o.remotePort, o.now);
+    const d = exp.delegated;
+    const k = exp.const;
+    const problem = validateExport(exp);
+    if (problem) throw new Error(`cannot import TCP state: ${problem}`);
+    const now = o.now;
+    c._state = d.state;
+    c.wsEnabled = k.windowScaling;
+    c.sndWscale = k.sndWindScale;
+    c.rcvWscale = k.rcvWindScale;
+    c.tsEnabled = k.timestamps;
+    c.sackEnabled = k.sack;
+    c.remoteMss = k.remoteMss;
+    c.sndMss = effectiveSendMss(c.config, k.remoteMss, k.timestamps);
+    c.rcvMss = c.config.mss - (k.timestamps ? TS_OPTION_BYTES : 0);
+    c.cc = c.newCc(c.sndMss);
+    c.cc.cwnd = Math.max(d.cwnd, c.sndMss);
+    c.cc.ssthresh = d.ssthresh;
+    c._rcvNxt = d.rcvNxt;
+    c.advertisedEdge = seqAdd(d.rcvNxt, d.rcvWnd);
+    c._sndUna = d.sndUna;
+    c._sndNxt = d.sndNxt;
+    c._sndMax = d.sndMax;
+    c._sndWnd = d.sndWnd;
+    c.maxSndWnd = d.maxSndWnd;
+    c.sndWl1 = d.sndWl1;
+    c.sndWl2 = d.sndUna;
+    c.rto.importScaled({ srttX8: d.srttX8, rttvarX4: d.rttvarX4 }, msPerTick);
+    c.tsRecent = d.tsRecent;
+    c.tsRecentAt = k.timestamps ? now - d.tsRecentAge * msPerTick : -Infinity;
+    c.tsOffset = (d.tsTime - Math.floor(now)) >>> 0;
+    c.dupAcks = d.dupAckCount;
+    c.sndWndProbeCount = d.sndWndProbeCount;
+    c.kaProbeCount = d.kaProbeCount;
+    c.rtCount = d.rtCount;
+    c.retransmitStartedAt = d.totalRt > 0 || d.rtCount > 0 ? now - d.totalRt * msPerTick : undefined;
+    c.kaDeadline = d.kaTimeoutDelta < 0 ? undefined : now + d.kaTimeoutDelta * msPerTick;
+    c.rtxDeadline = d.rtTimeoutDelta < 0 ? undefined : now + d.rtTimeoutDelta * msPerTick;
+    const sendLen = exp.sendData.reduce((n, b) => n + b.length, 0);
+    for (const b of exp.sendData) c.sndBuf.appendCopy(b);
+    c.sndBufSeq = d.sndUna;
+    c.finQueued = exp.finQueued;
+    const dataEnd = seqAdd(d.sndUna, sendLen);
+    c.rtxMode = d.state === TcpState.FinWait2 ? 'fin-wait-2'
+      : d.sndWnd === 0 && d.sndUna === d.sndMax && sendLen > 0 ? 'persist' : 'rto';
+    // The delegated state does not say whether the one outstanding byte of a zero window is a probe.
+    c.persistProbeOutstanding = d.sndWnd === 0 && seqDiff(d.sndMax, d.sndUna) === 1 && sendLen > 0 && seqLe(d.sndMax, dataEnd);
+    for (const b of exp.receiveData) c.rcvBuf.appendCopy(b);
+    c.finReceived = exp.finReceived;
+    c.recoveryPoint = d.sndUna;
+    c.highRxt = d.sndUna;
+    c.lastAckSent = d.rcvNxt;
+    c.iss = seqAdd(d.sndUna, -1);
+    c.irs = seqAdd(d.rcvNxt, -1);
+    if (c.config.keepalive.enabled && c.kaDeadline === undefined && (d.state === TcpState.Established || d.state === TcpState.CloseWait)) {
+      c.kaDeadline = now + c.config.keepalive.idleMs;
+    }
+    const p = exp.private;
+    if (p) {
+      c.sndWl2 = p.sndWl2;
+      c.inRecovery = p.inRecovery;
+      c.recoveryPoint = p.recoveryPoint;
+      c.highRxt = p.highRxt;
+      c.scoreboard.update(d.sndUna, d.sndMax, p.sackBlocks);
+      for (const s of p.outOfOrder) c.reasm.insert(s.seq, s.data, d.rcvNxt);
+      if (p.oooFinSeq !== undefined) c.reasm.setFin(p.oooFinSeq);
+      c.ackDeadline = p.delayedAckDelta < 0 ? undefined : now + p.delayedAckDelta;
+      c.bytesSinceAck = p.unackedSegments;
+      c.lastAckSent = p.lastAckSent;
+      c.rttSeq = p.rttSeq;
+      c.rttSentAt = now + p.rttSentAt;
+      c.tsOffset = p.tsOffset;
+      c.advertisedEdge = p.advertisedEdge;
+      if (p.persistActive) c.rtxMode = 'persist';
+      c.lastChallengeAckAt = now + p.lastChallengeAckAt;
+      c.retransmitStartedAt = Number.isNaN(p.retransmitStartedAt) ? undefined : now + p.retransmitStartedAt;
+      c.persistProbeOutstanding = p.persistProbeOutstanding;
+      c.cc.cwnd = p.cc.cwnd;
+      c.cc.ssthresh = p.cc.ssthresh;
+      c.rtxDeadline = d.rtTimeoutDelta < 0 ? undefined : now + d.rtTimeoutDelta;
+      c.kaDeadline = d.kaTimeoutDelta < 0 ? undefined : now + d.kaTimeoutDelta;
+    }
+    // RTO backoff is implied by the retransmission count; persist probes back off explicitly.
+    if (c.rtxMode === 'rto' && !c.persistProbeOutstanding) for (let i = 0; i < d.rtCount; i++) c.rto.backoff();
+    if (c.rtxDeadline === undefined && seqGt(d.sndMax, d.sndUna) && c.isSynchronized) {
+      // Data in flight always has a running retransmit timer (RFC 6298 5.1).
+      c.rtxDeadline = now + c.rto.rto;
+    }
+    return c;
+  }
+}
+
+/** Consistency checks on an export before importing it; returns the problem or undefined. */
+export function validateExport(exp: TcpExport): string | undefined {
+  const d = exp.delegated;
+  const okStates = [TcpState.Established, TcpState.FinWait1, TcpState.FinWait2, TcpState.CloseWait, TcpState.Closing, TcpState.LastAck, TcpState.TimeWait, TcpState.Closed];
+  if (!okStates.includes(d.state)) return `state ${TcpState[d.state] ?? d.state} cannot be imported (only synchronized states)`;
+  if (seqLt(d.sndNxt, d.sndUna)) return 'SndNxt is before SndUna';
+  if (seqLt(d.sndMax, d.sndNxt)) return 'SndMax is before SndNxt';
+  const sendLen = exp.sendData.reduce((n, b) => n + b.length, 0);
+  const limit = seqAdd(d.sndUna, sendLen + (exp.finQueued ? 1 : 0));
+  if (seqGt(d.sndMax, limit)) return `SndMax ${d.sndMax} beyond the send data (${sendLen} bytes from SndUna ${d.sndUna})`;
+  if (exp.const.sndWindScale > 14 || exp.const.rcvWindScale > 14) return 'window scale above 14';
+  if (d.rcvWnd < 0 || d.sndWnd < 0) return 'negative window';
+  return undefined;
+}
