@@ -7,6 +7,10 @@
 
 namespace chimney {
 
+const char* const kCounterNames[kCounterCount] = {
+    "framesIn", "bytesIn", "framesOut", "bytesOut", "dropsOut", "bursts",
+    "burstCapHits", "maxBurst", "eagainWrites", "writeErrors", "readErrors", "queued"};
+
 namespace {
 
 AddonData* Data(Napi::Env env) { return env.GetInstanceData<AddonData>(); }
@@ -29,8 +33,8 @@ Napi::Error ErrnoError(Napi::Env env, int err, const std::string& message) {
 
 AddonData::~AddonData() {
   for (TapDevice* d : live) {
+    d->owner_ = nullptr;  // first: the shared counter memory may already be gone
     d->CloseQuietly();
-    d->owner_ = nullptr;
   }
 }
 
@@ -51,6 +55,7 @@ Napi::Function TapDevice::Define(Napi::Env env) {
           InstanceAccessor<&TapDevice::GetOffloads>("offloads"),
           InstanceAccessor<&TapDevice::GetQueued>("queued"),
           InstanceAccessor<&TapDevice::GetClosed>("closed"),
+          InstanceAccessor<&TapDevice::GetCounterArray>("counterArray"),
       });
 }
 
@@ -86,6 +91,9 @@ TapDevice::TapDevice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapDevic
   lengths_ = lengths.Data();
   offsetsRef_ = Napi::Persistent(offsets);
   lengthsRef_ = Napi::Persistent(lengths);
+  Napi::Float64Array counters = Napi::Float64Array::New(env, kCounterCount);
+  c_ = counters.Data();
+  countersRef_ = Napi::Persistent(counters);
 
   owner_ = Data(env);
   owner_->live.insert(this);
@@ -107,7 +115,7 @@ void TapDevice::CloseQuietly() {
              [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     poll_ = nullptr;
   }
-  counters_.dropsOut += queue_.size();
+  c_[kDropsOut] += queue_.size();
   queue_.clear();
   queuedBytes_ = 0;
   if (fd_ >= 0) {
@@ -143,6 +151,7 @@ void TapDevice::InvokeJs(const Napi::FunctionReference& fn, const std::initializ
 }
 
 void TapDevice::UpdatePoll() {
+  c_[kQueued] = static_cast<double>(queue_.size());
   if (closed_) return;
   int events = (reading_ ? UV_READABLE : 0) | (queue_.empty() ? 0 : UV_WRITABLE);
   if (events && !poll_) {
@@ -210,13 +219,13 @@ void TapDevice::HandleReadable() {
     lengths_[count] = static_cast<uint32_t>(n);
     count++;
     pos = start + static_cast<size_t>(n);
-    counters_.bytesIn += n;
+    c_[kBytesIn] += n - hdrSize_;  // frame bytes, like bytesOut
   }
   if (count > 0) {
-    counters_.framesIn += count;
-    counters_.bursts++;
-    if (capped) counters_.burstCapHits++;
-    if (count > counters_.maxBurst) counters_.maxBurst = count;
+    c_[kFramesIn] += count;
+    c_[kBursts]++;
+    if (capped) c_[kBurstCapHits]++;
+    if (count > c_[kMaxBurst]) c_[kMaxBurst] = count;
     if (!onBatch_.IsEmpty()) {
       InvokeJs(onBatch_, {bufRef_.Value(), offsetsRef_.Value(), lengthsRef_.Value(),
                           Napi::Number::New(Env(), count)});
@@ -226,7 +235,7 @@ void TapDevice::HandleReadable() {
 }
 
 void TapDevice::ReportError(int err, const char* what) {
-  counters_.readErrors++;
+  c_[kReadErrors]++;
   // A detached or deleted TAP polls as permanently ready: stop reading or the loop would spin.
   reading_ = false;
   UpdatePoll();
@@ -267,16 +276,16 @@ void TapDevice::FlushQueue() {
     std::vector<uint8_t>& f = queue_.front();
     int rc = WriteOne(f.data(), f.data() + hdrSize_, f.size() - hdrSize_);
     if (rc == EAGAIN || rc == EWOULDBLOCK) {
-      counters_.eagainWrites++;
+      c_[kEagainWrites]++;
       break;
     }
     size_t len = f.size() - hdrSize_;
     if (rc == 0) {
-      counters_.framesOut++;
-      counters_.bytesOut += len;
+      c_[kFramesOut]++;
+      c_[kBytesOut] += len;
     } else {
-      counters_.writeErrors++;
-      counters_.dropsOut++;
+      c_[kWriteErrors]++;
+      c_[kDropsOut]++;
       lastWriteErrno_ = rc;
     }
     queuedBytes_ -= f.size();
@@ -339,7 +348,7 @@ Napi::Value TapDevice::Write(const Napi::CallbackInfo& info) {
     headers = h.Data();
   }
   if (closed_) {
-    counters_.dropsOut += n;
+    c_[kDropsOut] += n;
     return Napi::Number::New(env, 0);
   }
   uint32_t accepted = 0;
@@ -356,23 +365,23 @@ Napi::Value TapDevice::Write(const Napi::CallbackInfo& info) {
     if (queue_.empty()) {
       int rc = WriteOne(hdr, f.Data(), len);
       if (rc == 0) {
-        counters_.framesOut++;
-        counters_.bytesOut += len;
+        c_[kFramesOut]++;
+        c_[kBytesOut] += len;
         accepted++;
         continue;
       }
       if (rc != EAGAIN && rc != EWOULDBLOCK) {
-        counters_.writeErrors++;
-        counters_.dropsOut++;
+        c_[kWriteErrors]++;
+        c_[kDropsOut]++;
         lastWriteErrno_ = rc;
         continue;
       }
-      counters_.eagainWrites++;
+      c_[kEagainWrites]++;
     }
     if (Enqueue(hdr, f.Data(), len)) {
       accepted++;
     } else {
-      counters_.dropsOut++;
+      c_[kDropsOut]++;
     }
   }
   UpdatePoll();
@@ -387,18 +396,7 @@ Napi::Value TapDevice::Close(const Napi::CallbackInfo& info) {
 Napi::Value TapDevice::Counters(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("framesIn", counters_.framesIn);
-  o.Set("bytesIn", counters_.bytesIn);
-  o.Set("framesOut", counters_.framesOut);
-  o.Set("bytesOut", counters_.bytesOut);
-  o.Set("dropsOut", counters_.dropsOut);
-  o.Set("bursts", counters_.bursts);
-  o.Set("burstCapHits", counters_.burstCapHits);
-  o.Set("maxBurst", counters_.maxBurst);
-  o.Set("eagainWrites", counters_.eagainWrites);
-  o.Set("writeErrors", counters_.writeErrors);
-  o.Set("readErrors", counters_.readErrors);
-  o.Set("queued", static_cast<double>(queue_.size()));
+  for (int i = 0; i < kCounterCount; i++) o.Set(kCounterNames[i], c_[i]);
   o.Set("lastWriteError", lastWriteErrno_ ? Napi::Value(Napi::String::New(env, ErrnoCode(lastWriteErrno_)))
                                           : env.Null());
   return o;
@@ -430,5 +428,6 @@ Napi::Value TapDevice::GetVnetHdrSize(const Napi::CallbackInfo& info) { return N
 Napi::Value TapDevice::GetOffloads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), offloads_); }
 Napi::Value TapDevice::GetQueued(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(queue_.size())); }
 Napi::Value TapDevice::GetClosed(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), closed_); }
+Napi::Value TapDevice::GetCounterArray(const Napi::CallbackInfo& info) { return countersRef_.Value(); }
 
 }  // namespace chimney

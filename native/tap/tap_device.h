@@ -26,16 +26,24 @@ struct AddonData {
   ~AddonData();
 };
 
-struct TapCounters {
-  double framesIn = 0, bytesIn = 0, framesOut = 0, bytesOut = 0;
-  double dropsOut = 0;        // frames not written: queue full, write error, closed
-  double bursts = 0;          // readable events that delivered at least one frame
-  double burstCapHits = 0;    // bursts cut short by the frame/byte cap (backlog indicator)
-  double maxBurst = 0;        // largest frame count delivered in one callback
-  double eagainWrites = 0;    // writes that hit EAGAIN (remainder queued)
-  double writeErrors = 0;     // writes that failed otherwise (frame dropped)
-  double readErrors = 0;
+// Counters live in a Float64Array shared with JS, so reading them costs no native call.
+// Byte counts are frame bytes (vnet header excluded).
+enum Counter {
+  kFramesIn,
+  kBytesIn,
+  kFramesOut,     // written to the fd
+  kBytesOut,
+  kDropsOut,      // not written: queue full, write error, closed
+  kBursts,        // readable events that delivered at least one frame
+  kBurstCapHits,  // bursts cut short by the frame/byte cap (backlog indicator)
+  kMaxBurst,      // most frames delivered in one callback
+  kEagainWrites,  // writes that hit EAGAIN (frame queued)
+  kWriteErrors,   // writes that failed otherwise (frame dropped)
+  kReadErrors,
+  kQueued,        // frames waiting in the native queue now
+  kCounterCount
 };
+extern const char* const kCounterNames[kCounterCount];
 
 class TapDevice : public Napi::ObjectWrap<TapDevice> {
  public:
@@ -72,6 +80,7 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
   Napi::Value GetOffloads(const Napi::CallbackInfo& info);
   Napi::Value GetQueued(const Napi::CallbackInfo& info);
   Napi::Value GetClosed(const Napi::CallbackInfo& info);
+  Napi::Value GetCounterArray(const Napi::CallbackInfo& info);
 
   static void OnPoll(uv_poll_t* handle, int status, int events);
   void HandleReadable();
@@ -119,7 +128,8 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
   uint32_t failWrites_ = 0;  // test hook: pretend the next N writes fail with failErrno_
   int failErrno_ = 0;
   int lastWriteErrno_ = 0;
-  TapCounters counters_;
+  Napi::Reference<Napi::Float64Array> countersRef_;
+  double* c_ = nullptr;
 };
 
 }  // namespace chimney

@@ -59,11 +59,14 @@ TapOpenResult Fail(TapOpenResult r, int err, std::string message) {
 
 bool DeviceExists(const char* name) { return if_nametoindex(name) != 0; }
 
-// Tries the wanted offloads, then drops optional bits one by one (newest kernel features first)
-// until the kernel accepts. TSO/UFO/USO need TUN_F_CSUM, so CSUM goes last.
+// Tries the wanted offloads, then only the bits this code knows, then drops optional bits one by
+// one (newest kernel features first) until the kernel accepts. TSO/UFO/USO need TUN_F_CSUM, so
+// CSUM goes last.
 unsigned NegotiateOffloads(int fd, unsigned wanted) {
   unsigned bits = wanted;
   if (ioctl(fd, TUNSETOFFLOAD, bits) == 0) return bits;
+  bits &= TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN | TUN_F_UFO | TUN_F_USO4 | TUN_F_USO6;
+  if (bits != wanted && ioctl(fd, TUNSETOFFLOAD, bits) == 0) return bits;
   for (unsigned drop : {TUN_F_USO6, TUN_F_USO4, TUN_F_UFO, TUN_F_TSO_ECN, TUN_F_TSO6, TUN_F_TSO4,
                         TUN_F_CSUM}) {
     if (!(bits & drop)) continue;
