@@ -7,10 +7,10 @@
  * (SO_MARK), so its own RSTs still go out. See native-notes/raw-sockets.md.
  */
 import { isIPv6 } from 'node:net';
+import { CHIMNEY_MARK } from '../link/raw.js';
 import type { Lab, NftTableRef } from './lab.js';
 
-/** Default SO_MARK of the chimney raw socket ('CH' + 1). */
-export const CHIMNEY_MARK = 0x43480001;
+export { CHIMNEY_MARK };
 
 export interface RstSuppression {
   readonly ns: string;
