@@ -1,0 +1,312 @@
+/**
+ * A TCP connection of the host stack as a Node Duplex that behaves like `net.Socket` where
+ * applications rely on it: 'connect', write backpressure (a write completes when the engine took
+ * the bytes; the engine's 'writable' resumes it), `end()` -> FIN, `destroy()` -> RST, reads pushed
+ * with `push()` backpressure (unread data keeps the receive window closed), 'end' after the peer's
+ * FIN, errors with `code` ECONNRESET / ECONNREFUSED / ETIMEDOUT.
+ *
+ * Closing follows Linux: once our FIN is queued and nothing is unread, destroying the socket lets
+ * the engine finish the close on its own (an orphan); data arriving at an orphan is answered with
+ * RST. Any other destroy aborts.
+ */
+import { Duplex } from 'node:stream';
+import type { TcpConnection, ExportOptions } from '../tcp/connection.js';
+import { TcpState, type TcpErrorCode, type TcpEvent, type TcpExport } from '../tcp/types.js';
+import { socketError } from './errors.js';
+import type { ConnectionObserver, HostConnection } from './host-connection.js';
+import type { SegmentHandler } from './tcp-demux.js';
+
+const EMPTY = new Uint8Array(0);
+
+export interface TcpSocketInfo {
+  localAddress: string;
+  localPort: number;
+  remoteAddress: string;
+  remotePort: number;
+}
+
+export interface TcpSocketOptions {
+  /** Keep the writable side open after the peer's FIN (default false, as `net.Socket`). */
+  allowHalfOpen?: boolean;
+  readableHighWaterMark?: number;
+  writableHighWaterMark?: number;
+}
+
+type WriteCallback = (error?: Error | null) => void;
+
+export class TcpSocket extends Duplex implements ConnectionObserver {
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly remoteFamily = 'IPv4';
+  /** True until the handshake completes (as `net.Socket#connecting`). */
+  connecting: boolean;
+  bytesRead = 0;
+  bytesWritten = 0;
+
+  private pendingWrite: { data: Uint8Array; cb: WriteCallback } | undefined;
+  private pendingFinal: WriteCallback | undefined;
+  private finalIssued = false;
+  private readWanted = true;
+  private pushedEnd = false;
+  private orphan = false;
+  private forceReset = false;
+  /** Passive sockets: handed to the server's listener once established. */
+  private announce: ((s: TcpSocket) => void) | undefined;
+
+  constructor(
+    readonly binding: HostConnection,
+    info: TcpSocketInfo,
+    opts: TcpSocketOptions = {},
+    announce?: (s: TcpSocket) => void,
+  ) {
+    super({
+      allowHalfOpen: opts.allowHalfOpen ?? false,
+      readableHighWaterMark: opts.readableHighWaterMark,
+      writableHighWaterMark: opts.writableHighWaterMark,
+      decodeStrings: true,
+    });
+    this.localAddress = info.localAddress;
+    this.localPort = info.localPort;
+    this.remoteAddress = info.remoteAddress;
+    this.remotePort = info.remotePort;
+    this.announce = announce;
+    this.connecting = !binding.connection.isSynchronized;
+    binding.observer = this;
+  }
+
+  /** The engine currently driving this connection (status, inspection, offload). */
+  get connection(): TcpConnection {
+    return this.binding.connection;
+  }
+
+  get pending(): boolean {
+    return this.connecting;
+  }
+
+  get readyState(): 'opening' | 'open' | 'readOnly' | 'writeOnly' | 'closed' {
+    if (this.connecting) return 'opening';
+    if (this.readable && this.writable) return 'open';
+    if (this.readable) return 'readOnly';
+    if (this.writable) return 'writeOnly';
+    return 'closed';
+  }
+
+  address(): { address: string; family: 'IPv4'; port: number } {
+    return { address: this.localAddress, family: 'IPv4', port: this.localPort };
+  }
+
+  /** Nagle off (true) or on (false). Queued small data goes out at once when turning it off. */
+  setNoDelay(noDelay = true): this {
+    const c = this.connection;
+    c.config.nagle = !noDelay;
+    if (noDelay && this.binding.attached && !this.binding.closed && (c.state === TcpState.Established || c.state === TcpState.CloseWait)) {
+      this.binding.run((conn, now) => conn.write(EMPTY, now));
+    }
+    return this;
+  }
+
+  /**
+   * Keepalive probes after `initialDelay` ms idle (0 keeps the configured idle time). The engine
+   * arms its keepalive timer when the connection is established: call this before that.
+   */
+  setKeepAlive(enable = false, initialDelay = 0): this {
+    const ka = this.connection.config.keepalive;
+    ka.enabled = enable;
+    if (initialDelay > 0) ka.idleMs = initialDelay;
+    return this;
+  }
+
+  /** Present for `net.Socket` compatibility; the stack's link decides the process lifetime. */
+  ref(): this {
+    return this;
+  }
+
+  unref(): this {
+    return this;
+  }
+
+  /** Destroy with an RST even after a graceful end (Node's `resetAndDestroy`). */
+  resetAndDestroy(): this {
+    this.forceReset = true;
+    return this.destroy();
+  }
+
+  // --------------------------------------------------------------------------- offload seam
+
+  /** Stop driving the engine and return it; segments of the 4-tuple go to `handler` meanwhile. */
+  detachEngine(handler?: SegmentHandler): TcpConnection {
+    return this.binding.detach(handler);
+  }
+
+  /** Export the engine's state and detach it (host -> target). */
+  exportState(opts: ExportOptions = {}, handler?: SegmentHandler): TcpExport {
+    return this.binding.exportAndDetach(opts, handler);
+  }
+
+  /** Continue with `conn` (e.g. imported from the state the target returned). */
+  attachEngine(conn: TcpConnection): void {
+    this.binding.attach(conn);
+    if (this.binding.closed) {
+      this.onEngineClosed(undefined);
+      return;
+    }
+    this.pump();
+    this.tryWrite();
+    this.tryFinal();
+  }
+
+  // --------------------------------------------------------------------------- engine events
+
+  onEngineEvents(evs: readonly TcpEvent[]): void {
+    let connected = false;
+    let data = false;
+    let fin = false;
+    let writable = false;
+    let closed: (TcpEvent & { type: 'closed' }) | undefined;
+    for (const e of evs) {
+      switch (e.type) {
+        case 'connected': connected = true; break;
+        case 'readable': data = true; break;
+        case 'peer-fin': fin = true; break;
+        case 'writable':
+        case 'acked': writable = true; break;
+        case 'closed': closed = e; break;
+        default: break;
+      }
+    }
+    if (this.orphan) {
+      // Linux answers data for a closed socket with RST (LINUX_MIB_TCPABORTONDATA).
+      if (data && !this.binding.closed) this.binding.run((c, now) => c.abort(now));
+      return;
+    }
+    if (connected) this.onConnected();
+    if (data || fin) this.pump();
+    if (writable) this.tryWrite();
+    if (closed) this.onEngineClosed(closed.error);
+  }
+
+  private onConnected(): void {
+    this.connecting = false;
+    this.tryFinal();
+    const announce = this.announce;
+    if (announce) {
+      this.announce = undefined;
+      announce(this);
+    } else {
+      this.emit('connect');
+      this.emit('ready');
+    }
+  }
+
+  private onEngineClosed(error: TcpErrorCode | undefined): void {
+    if (this.destroyed) return;
+    if (this.announce) {
+      // Never established, never handed to the application: nobody to tell.
+      this.announce = undefined;
+      this.destroy();
+      return;
+    }
+    if (error === undefined) {
+      this.pump();
+      if (!this.destroyed) this.destroy();
+      return;
+    }
+    this.pump(); // data that arrived before the RST is still delivered
+    const syscall = error === 'ECONNRESET' ? 'read' : this.connecting ? 'connect' : 'read';
+    this.destroy(socketError(error, syscall, this.remoteAddress, this.remotePort));
+  }
+
+  // --------------------------------------------------------------------------- Duplex
+
+  override _read(): void {
+    this.readWanted = true;
+    this.pump();
+  }
+
+  /** Move in-order bytes from the engine into the stream while the consumer keeps up. */
+  private pump(): void {
+    if (this.destroyed || this.pushedEnd || !this.binding.attached) return;
+    const max = Math.max(this.readableHighWaterMark, 16 * 1024);
+    while (this.readWanted) {
+      const chunk = this.binding.run((c, now) => c.read(max, now));
+      if (chunk.length === 0) break;
+      this.bytesRead += chunk.length;
+      this.readWanted = this.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length));
+      if (this.destroyed) return;
+    }
+    const c = this.binding.connection;
+    if (c.peerFinished && c.readable === 0 && !this.pushedEnd) {
+      this.pushedEnd = true;
+      this.push(null);
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
+    this.pendingWrite = { data: chunk, cb: callback };
+    this.tryWrite();
+  }
+
+  private tryWrite(): void {
+    const p = this.pendingWrite;
+    if (p === undefined) return;
+    if (this.binding.closed) {
+      this.pendingWrite = undefined;
+      p.cb(socketError('EPIPE', 'write'));
+      return;
+    }
+    if (!this.binding.attached) return;
+    let n: number;
+    try {
+      n = this.binding.run((c, now) => c.write(p.data, now));
+    } catch {
+      this.pendingWrite = undefined;
+      p.cb(socketError('EPIPE', 'write'));
+      return;
+    }
+    this.bytesWritten += n;
+    if (n === p.data.length) {
+      this.pendingWrite = undefined;
+      p.cb();
+      this.tryFinal();
+    } else {
+      p.data = p.data.subarray(n);
+    }
+  }
+
+  override _final(callback: WriteCallback): void {
+    this.pendingFinal = callback;
+    this.tryFinal();
+  }
+
+  private tryFinal(): void {
+    const cb = this.pendingFinal;
+    if (cb === undefined || this.pendingWrite !== undefined) return;
+    if (this.binding.closed) {
+      this.pendingFinal = undefined;
+      cb();
+      return;
+    }
+    // An engine in SYN_SENT would drop the connection on close(): the FIN waits for the handshake.
+    if (!this.binding.attached || this.connection.state === TcpState.SynSent) return;
+    this.pendingFinal = undefined;
+    this.finalIssued = true;
+    this.binding.run((c, now) => c.close(now));
+    cb();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.pendingWrite = undefined;
+    this.pendingFinal = undefined;
+    this.announce = undefined;
+    const b = this.binding;
+    if (b.attached && !b.closed) {
+      const c = b.connection;
+      const unread = c.readable > 0 || (this.readableLength > 0 && !this.readableEnded);
+      if (!error && !this.forceReset && this.finalIssued && !unread) this.orphan = true;
+      else b.run((conn, now) => conn.abort(now));
+    }
+    callback(error);
+  }
+}
