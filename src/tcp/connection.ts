@@ -956,7 +956,7 @@ export class TcpConnection {
     this.kaProbeCount++;
     this.stats.keepaliveProbes++;
     // A probe is a segment one below SND.NXT with no data: the peer answers with an ACK.
-    this.emit({ ...this.ackSegment(), seq: seqAdd(this._sndNxt, -1) });
+    this.emit({ ...this.ackSegment(), seq: seqAdd(this._sndMax, -1) });
     this.kaDeadline = this.now + ka.intervalMs;
   }
 
@@ -1029,9 +1029,26 @@ export class TcpConnection {
     return opts;
   }
 
+  /** Payload that fits in one segment next to the options it will carry (SACK blocks shrink it). */
+  private maxPayload(): number {
+    if (!this.sackEnabled || this.reasm.bytes === 0) return this.sndMss;
+    const blocks = this.reasm.sackBlocks(this.tsEnabled ? 3 : 4).length;
+    return blocks === 0 ? this.sndMss : this.sndMss - (4 + 8 * blocks);
+  }
+
+  /**
+   * The sequence number for a segment without data: the highest sent (not SND.NXT, which is pulled
+   * back while retransmitting and would make the peer discard the ACK as old), clipped to the
+   * peer's window as Linux does.
+   */
+  private acceptableSeq(): number {
+    const wndEnd = seqAdd(this._sndUna, this._sndWnd);
+    return seqLe(this._sndMax, wndEnd) ? this._sndMax : seqMax(wndEnd, this._sndNxt);
+  }
+
   private ackSegment(): TcpSegment {
     return {
-      srcPort: this.localPort, dstPort: this.remotePort, seq: this._sndNxt, ack: this._rcvNxt,
+      srcPort: this.localPort, dstPort: this.remotePort, seq: this.acceptableSeq(), ack: this._rcvNxt,
       flags: TCP_ACK, window: this.windowField(), urgent: 0, options: this.baseOptions(), payload: EMPTY,
     };
   }
@@ -1092,7 +1109,7 @@ export class TcpConnection {
   /** Retransmit one segment starting at `seq` (fast retransmit, NewReno partial ACK, RTO). */
   private retransmitAt(seq: number): void {
     const dataEnd = seqAdd(this.sndBufSeq, this.sndBuf.length);
-    let len = Math.max(0, Math.min(this.sndMss, seqDiff(dataEnd, seq), seqDiff(this._sndMax, seq)));
+    let len = Math.max(0, Math.min(this.maxPayload(), seqDiff(dataEnd, seq), seqDiff(this._sndMax, seq)));
     if (this.sackEnabled) len = this.clipAtSacked(seq, len);
     const finOutstanding = this.finQueued && seqGt(this._sndMax, dataEnd);
     const fin = finOutstanding && seqAdd(seq, len) === dataEnd;
@@ -1137,7 +1154,8 @@ export class TcpConnection {
       const retransmitting = seqLt(this._sndNxt, this._sndMax);
       const inFlight = seqDiff(this._sndNxt, this._sndUna);
       const usable = Math.min(this._sndWnd, this.cc.cwnd) - inFlight;
-      let len = Math.min(avail, this.sndMss, Math.max(0, usable));
+      const room = this.maxPayload();
+      let len = Math.min(avail, room, Math.max(0, usable));
       if (this.sackEnabled && retransmitting) len = this.clipAtSacked(this._sndNxt, len);
       const fin = this.finQueued && len === avail;
       if (len === 0 && !fin) {
@@ -1149,7 +1167,7 @@ export class TcpConnection {
         }
         return;
       }
-      if (!retransmitting && len > 0 && len < this.sndMss && len < avail && !this.swsOverride) {
+      if (!retransmitting && len > 0 && len < room && len < avail && !this.swsOverride) {
         // Sender SWS avoidance (RFC 9293 3.8.6.2.1): a window-limited runt waits unless it is at
         // least half the largest window the peer offered.
         if (len < this.maxSndWnd / 2) {
@@ -1157,7 +1175,7 @@ export class TcpConnection {
           return;
         }
       }
-      if (!retransmitting && len > 0 && len < this.sndMss && len === avail && !fin && this.config.nagle && this._sndUna !== this._sndMax) {
+      if (!retransmitting && len > 0 && len < room && len === avail && !fin && this.config.nagle && this._sndUna !== this._sndMax) {
         return; // Nagle: a small final piece waits for the outstanding data to be acknowledged
       }
       this.swsOverride = false;
@@ -1180,7 +1198,7 @@ export class TcpConnection {
 
   /** RFC 6675 section 5 (C): send while cwnd - pipe allows a segment. */
   private sendSackRecovery(): void {
-    const mss = this.sndMss;
+    const mss = this.maxPayload();
     for (let guard = 0; guard < 10_000; guard++) {
       const dataEnd = seqAdd(this.sndBufSeq, this.sndBuf.length);
       const highData = this._sndMax;
@@ -1294,7 +1312,13 @@ export class TcpConnection {
         finWait2Active: this.rtxMode === 'fin-wait-2',
         lastChallengeAckAt: this.lastChallengeAckAt - now,
         retransmitStartedAt: this.retransmitStartedAt === undefined ? Number.NaN : this.retransmitStartedAt - now,
-        cc: { cwnd: this.cc.cwnd, ssthresh: this.cc.ssthresh },
+        cc: { ...(this.cc as unknown as Record<string, unknown>) },
+        rtt: { srtt: this.rto.srtt, rttvar: this.rto.rttvar, backoffs: this.rto.backoffCount },
+        tsRecentAt: this.tsRecentAt - now,
+        timeWaitDelta: this.twDeadline === undefined ? -1 : this.twDeadline - now,
+        swsOverride: this.swsOverride,
+        timeoutReported: this.timeoutReported,
+        writableWanted: this.writableWanted,
       };
       exp.delegated.rtTimeoutDelta = this.rtxDeadline === undefined ? -1 : this.rtxDeadline - now;
       exp.delegated.kaTimeoutDelta = this.kaDeadline === undefined ? -1 : this.kaDeadline - now;
@@ -1345,8 +1369,11 @@ export class TcpConnection {
     c.rtxDeadline = d.rtTimeoutDelta < 0 ? undefined : now + d.rtTimeoutDelta * msPerTick;
     const sendLen = exp.sendData.reduce((n, b) => n + b.length, 0);
     for (const b of exp.sendData) c.sndBuf.appendCopy(b);
-    c.sndBufSeq = d.sndUna;
     c.finQueued = exp.finQueued;
+    // Once our FIN is acknowledged SND.UNA is one past it; the (empty) data ends at the FIN.
+    const finAcked = exp.finQueued && (d.state === TcpState.FinWait2 || d.state === TcpState.TimeWait || d.state === TcpState.Closed);
+    c.sndBufSeq = finAcked ? seqAdd(d.sndUna, -1) : d.sndUna;
+    if (d.state === TcpState.TimeWait) c.twDeadline = now + c.config.timeWaitMs; // 2MSL restarts: not delegated
     const dataEnd = seqAdd(d.sndUna, sendLen);
     c.rtxMode = d.state === TcpState.FinWait2 ? 'fin-wait-2'
       : d.sndWnd === 0 && d.sndUna === d.sndMax && sendLen > 0 ? 'persist' : 'rto';
@@ -1382,13 +1409,20 @@ export class TcpConnection {
       c.lastChallengeAckAt = now + p.lastChallengeAckAt;
       c.retransmitStartedAt = Number.isNaN(p.retransmitStartedAt) ? undefined : now + p.retransmitStartedAt;
       c.persistProbeOutstanding = p.persistProbeOutstanding;
-      c.cc.cwnd = p.cc.cwnd;
-      c.cc.ssthresh = p.cc.ssthresh;
+      Object.assign(c.cc, p.cc);
       c.rtxDeadline = d.rtTimeoutDelta < 0 ? undefined : now + d.rtTimeoutDelta;
       c.kaDeadline = d.kaTimeoutDelta < 0 ? undefined : now + d.kaTimeoutDelta;
+      c.rto.importScaled({ srttX8: p.rtt.srtt === undefined ? 0 : p.rtt.srtt * 8, rttvarX4: (p.rtt.rttvar ?? 0) * 4 }, 1);
+      for (let i = 0; i < p.rtt.backoffs; i++) c.rto.backoff();
+      c.tsRecentAt = now + p.tsRecentAt;
+      c.twDeadline = p.timeWaitDelta < 0 ? undefined : now + p.timeWaitDelta;
+      c.swsOverride = p.swsOverride;
+      c.timeoutReported = p.timeoutReported;
+      c.writableWanted = p.writableWanted;
+    } else if (c.rtxMode === 'rto' && !c.persistProbeOutstanding) {
+      // RTO backoff is implied by the retransmission count; persist probes back off explicitly.
+      for (let i = 0; i < d.rtCount; i++) c.rto.backoff();
     }
-    // RTO backoff is implied by the retransmission count; persist probes back off explicitly.
-    if (c.rtxMode === 'rto' && !c.persistProbeOutstanding) for (let i = 0; i < d.rtCount; i++) c.rto.backoff();
     if (c.rtxDeadline === undefined && seqGt(d.sndMax, d.sndUna) && c.isSynchronized) {
       // Data in flight always has a running retransmit timer (RFC 6298 5.1).
       c.rtxDeadline = now + c.rto.rto;

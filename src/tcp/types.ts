@@ -176,7 +176,11 @@ export interface TcpDelegatedState {
   rtTimeoutDelta: number;
 }
 
-/** Engine-private details that make an engine-to-engine move exact; optional everywhere. */
+/**
+ * Engine-private details that make an engine-to-engine move exact. Times in it are relative to the
+ * export instant, except inside `cc`, whose timestamps are absolute: only valid when both engines
+ * share one clock (same process, same simulation). Never carried over the chimney IPC.
+ */
 export interface TcpPrivateState {
   sndWl2: number;
   inRecovery: boolean;
@@ -200,7 +204,16 @@ export interface TcpPrivateState {
   finWait2Active: boolean;
   lastChallengeAckAt: number;
   retransmitStartedAt: number;
-  cc: { cwnd: number; ssthresh: number };
+  /** Congestion-control internals (own enumerable fields of the strategy object). */
+  cc: Record<string, unknown>;
+  /** Exact RTT estimator state (ms) and backoff count. */
+  rtt: { srtt: number | undefined; rttvar: number | undefined; backoffs: number };
+  tsRecentAt: number;
+  /** ms until TIME_WAIT ends, or -1. */
+  timeWaitDelta: number;
+  swsOverride: boolean;
+  timeoutReported: boolean;
+  writableWanted: boolean;
 }
 
 export interface TcpExport {

@@ -111,6 +111,8 @@ export class FrameTransport {
   readonly ba: FramePipe;
   readonly capture: MemorySink | undefined;
   badFrames = 0;
+  /** Frames a sender built larger than the link MTU allows (an engine bug: they would be dropped). */
+  oversize = 0;
 
   constructor(sim: Simulator, rng: Rng, impAB: ImpairSpec, impBA: ImpairSpec, capture: boolean, keepLog: boolean) {
     const [ra, rb] = createSimPair(sim, { name: 'pair', mtu: 1500 });
@@ -121,8 +123,9 @@ export class FrameTransport {
       const writer = new PcapWriter(this.capture, 'ethernet');
       la = withCapture(la, writer, () => sim.now);
     }
-    this.ab = new FramePipe(sim, la, MAC_A, MAC_B, IP_A, IP_B, impAB, keepLog);
-    this.ba = new FramePipe(sim, lb, MAC_B, MAC_A, IP_B, IP_A, impBA, keepLog);
+    const oversize = (): void => { this.oversize++; };
+    this.ab = new FramePipe(sim, la, MAC_A, MAC_B, IP_A, IP_B, impAB, keepLog, oversize);
+    this.ba = new FramePipe(sim, lb, MAC_B, MAC_A, IP_B, IP_A, impBA, keepLog, oversize);
     la.setReceiver((frames) => this.deliver(frames, this.ba));
     lb.setReceiver((frames) => this.deliver(frames, this.ab));
   }
@@ -145,11 +148,13 @@ export class FramePipe implements Pipe {
   constructor(
     private readonly sim: Simulator, private readonly link: Link, private readonly srcMac: Uint8Array,
     private readonly dstMac: Uint8Array, private readonly src: number, private readonly dst: number,
-    public imp: PipeImpairments, private readonly keepLog: boolean,
+    public imp: PipeImpairments, private readonly keepLog: boolean, private readonly onOversize: () => void,
   ) {}
   send(seg: TcpSegment): void {
     if (this.keepLog) this.log.push({ t: this.sim.now, seg: cloneSegment(seg) });
-    this.link.send([buildTcpFrame({ srcMac: this.srcMac, dstMac: this.dstMac, ip: { version: 4, src: this.src, dst: this.dst }, segment: seg })]);
+    const frame = buildTcpFrame({ srcMac: this.srcMac, dstMac: this.dstMac, ip: { version: 4, src: this.src, dst: this.dst }, segment: seg });
+    if (frame.length > 1514) this.onOversize();
+    this.link.send([frame]);
   }
 }
 
@@ -194,6 +199,8 @@ export interface EndApp {
   /** Read only this many bytes per 'readable' (0 = everything): lets tests make a slow reader. */
   readChunk: number;
   paused: boolean;
+  /** Close (after sending everything) once the peer's FIN arrived, like a server that half-closes back. */
+  closeOnPeerFin: boolean;
 }
 
 export interface PairOptions {
@@ -242,7 +249,7 @@ export class EnginePair {
     const mkApp = (label: string, total: number): EndApp => ({
       source: new StreamSource(`${opts.seed}/${label}`, total), received: createHash('sha256'), receivedBytes: 0,
       pending: new Uint8Array(0), closeWhenDone: opts.closeWhenDone ?? true, events: [], peerFin: false, closed: false,
-      readChunk: 0, paused: false,
+      readChunk: 0, paused: false, closeOnPeerFin: false,
     });
     this.appA = mkApp('a', opts.bytesAtoB ?? 0);
     this.appB = mkApp('b', opts.bytesBtoA ?? 0);
@@ -277,7 +284,14 @@ export class EnginePair {
         for (const e of evs) {
           if (e.type === 'connected' || e.type === 'writable' || e.type === 'acked') later(() => this.pump(driver, app));
           if (e.type === 'readable') later(() => this.drain(driver, app));
-          if (e.type === 'peer-fin') { app.peerFin = true; later(() => this.drain(driver, app)); }
+          if (e.type === 'peer-fin') {
+            app.peerFin = true;
+            later(() => this.drain(driver, app));
+            if (app.closeOnPeerFin) {
+              app.closeWhenDone = true;
+              later(() => this.pump(driver, app));
+            }
+          }
           if (e.type === 'closed') { app.closed = true; app.error = e.error; }
         }
       },
