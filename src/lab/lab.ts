@@ -212,17 +212,20 @@ export class Lab implements Teardownable {
     this.assertLive();
     validateNetem(opts);
     await this.clearNetem(ns, dev);
-    try {
-      await this.exec(ns, 'tc', ['qdisc', 'replace', 'dev', dev, 'root', 'netem', ...netemArgs(opts)]);
-      return { mechanism: 'netem', details: [] };
-    } catch (err) {
-      if (!(err instanceof CommandError) || !/qdisc kind is unknown|unknown qdisc/i.test(err.stderr)) throw err;
+    if (!opts.forceFallback) {
+      try {
+        await this.exec(ns, 'tc', ['qdisc', 'replace', 'dev', dev, 'root', 'netem', ...netemArgs(opts)]);
+        return { mechanism: 'netem', details: [] };
+      } catch (err) {
+        if (!(err instanceof CommandError) || !/qdisc kind is unknown|unknown qdisc/i.test(err.stderr)) throw err;
+      }
     }
     const missing = needsRealNetem(opts);
     if (missing.length) {
+      const why = opts.forceFallback ? 'the nftables/tbf fallback was forced' : 'this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM)';
       throw new ImpairmentError(
-        `this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM), so ${missing.join(', ')} cannot be emulated; ` +
-          'loss, duplication and rate still work (nftables/tbf). Use a kernel with sch_netem for delay/reordering.',
+        `${why}, so ${missing.join(', ')} cannot be emulated; loss, duplication and rate still work ` +
+          '(nftables/tbf). Use a kernel with sch_netem for delay/reordering.',
       );
     }
     const details: string[] = [];

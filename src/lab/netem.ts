@@ -18,6 +18,8 @@ export interface NetemOptions {
   duplicatePct?: number;
   /** netem queue limit in packets (default 1000 in the kernel; large BDP tests want more). */
   limit?: number;
+  /** Use the nftables/tbf fallback even where netem exists (tests of the fallback). */
+  forceFallback?: boolean;
 }
 
 export type ImpairmentMechanism = 'netem' | 'fallback';
