@@ -1300,6 +1300,7 @@ export class TcpConnection {
         sackBlocks: this.scoreboard.ranges(),
         outOfOrder: this.reasm.segments(),
         oooFinSeq: this.reasm.finSeq,
+        reportedSackBlocks: this.reasm.sackBlocks(4),
         delayedAckDelta: this.ackDeadline === undefined ? -1 : this.ackDeadline - now,
         unackedSegments: this.bytesSinceAck,
         lastAckSent: this.lastAckSent,
@@ -1398,6 +1399,12 @@ export class TcpConnection {
       c.scoreboard.update(d.sndUna, d.sndMax, p.sackBlocks);
       for (const s of p.outOfOrder) c.reasm.insert(s.seq, s.data, d.rcvNxt);
       if (p.oooFinSeq !== undefined) c.reasm.setFin(p.oooFinSeq);
+      // Re-touch the reported blocks, oldest first, so RFC 2018 ordering continues unchanged.
+      for (let i = p.reportedSackBlocks.length - 1; i >= 0; i--) {
+        const b = p.reportedSackBlocks[i];
+        const seg = p.outOfOrder.find((o) => seqLe(o.seq, b.left) && seqLt(b.left, seqAdd(o.seq, o.data.length)));
+        if (seg) c.reasm.insert(b.left, seg.data.subarray(seqDiff(b.left, seg.seq), seqDiff(b.left, seg.seq) + 1), d.rcvNxt);
+      }
       c.ackDeadline = p.delayedAckDelta < 0 ? undefined : now + p.delayedAckDelta;
       c.bytesSinceAck = p.unackedSegments;
       c.lastAckSent = p.lastAckSent;

@@ -191,6 +191,8 @@ export interface TcpPrivateState {
   /** Out-of-order received data (seq, bytes) and an out-of-order FIN. */
   outOfOrder: Array<{ seq: number; data: Uint8Array }>;
   oooFinSeq: number | undefined;
+  /** SACK blocks we report, most recent first (RFC 2018 ordering history). */
+  reportedSackBlocks: Array<{ left: number; right: number }>;
   /** Pending delayed ACK: ms until it fires, or -1. */
   delayedAckDelta: number;
   unackedSegments: number;
