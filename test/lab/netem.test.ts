@@ -98,7 +98,7 @@ describe.skipIf(!avail.ok)('Lab.setNetem', () => {
     expect((await lab.exec(n2, 'nft', ['list', 'ruleset'])).stdout).toMatch(/counter packets ([3-9]|\d{2,}) bytes \d+ drop/);
 
     await lab.setNetem(n1, a, { lossPct: 50, forceFallback: true });
-    const half = await ping(['-c', '200', '-i', '0.002', '-W', '1', '-q']);
+    const half = await ping(['-c', '200', '-i', '0.002', '-W', '1', '-w', '3', '-q']);
     const received = Number(/(\d+) received/.exec(half.stdout)![1]);
     expect(received).toBeGreaterThan(60); // binomial(200, 0.5): outside 60..140 has p < 1e-8
     expect(received).toBeLessThan(140);
