@@ -120,6 +120,10 @@ export class TcpConnection {
   private readonly reasm: ReassemblyQueue;
   private finReceived = false;
   private rcvMss = 536;
+  /** PSH bit of the last in-order segment that added readable bytes (chimney delivery, 4.5.4). */
+  private lastPush = false;
+  /** Bytes taken by `read` that the application has not consumed yet: they keep the window closed. */
+  private receiveReserved = 0;
 
   // Negotiated options.
   private tsEnabled = false;
@@ -277,6 +281,8 @@ export class TcpConnection {
   get sendSpace(): number { return Math.max(0, this.config.sendBufferSize - this.sndBuf.length); }
   /** In-order received bytes not yet read. */
   get readable(): number { return this.rcvBuf.length; }
+  /** PSH of the last in-order segment that added readable bytes. */
+  get readablePush(): boolean { return this.lastPush; }
   /** True once the peer's FIN has been received in sequence. */
   get peerFinished(): boolean { return this.finReceived; }
   get inLossRecovery(): boolean { return this.inRecovery; }
@@ -342,6 +348,56 @@ export class TcpConnection {
       }
     }
     return out;
+  }
+
+  /**
+   * Bytes read out of the engine but not yet consumed by the application (an offload target's
+   * undelivered data): they count against the receive window (chimney 4.6). Lowering it may open
+   * the window and send an update.
+   */
+  setReceiveReserved(bytes: number, now: number): void {
+    this.now = now;
+    const before = this.currentWindow();
+    this.receiveReserved = Math.max(0, bytes);
+    if (this.isSynchronized && this.availableWindow() >= before + this.rcvMss && before < this.rcvMss) {
+      this.ackNow = true;
+      this.flushAck();
+    }
+  }
+
+  /**
+   * Host-owned settings changing mid-connection (chimney CACHED update, spec 2.2): Nagle,
+   * keepalive, receive buffer (InitialRcvWnd; a larger one is advertised at once), retransmission
+   * limit. `restartKeepalive` restarts the keepalive timer from zero.
+   */
+  updateSettings(s: { nagle?: boolean; keepalive?: Partial<TcpConfig['keepalive']>; receiveBufferSize?: number; maxRetransmissions?: number; restartKeepalive?: boolean }, now: number): void {
+    this.now = now;
+    if (s.nagle !== undefined) this.config.nagle = s.nagle;
+    if (s.maxRetransmissions !== undefined) this.config.maxRetransmissions = s.maxRetransmissions;
+    if (s.keepalive) {
+      const wasEnabled = this.config.keepalive.enabled;
+      this.config.keepalive = { ...this.config.keepalive, ...s.keepalive };
+      if (!this.config.keepalive.enabled) this.kaDeadline = undefined;
+      else if (!wasEnabled || s.restartKeepalive) { this.kaProbeCount = 0; this.kaDeadline = undefined; this.startKeepalive(); }
+    } else if (s.restartKeepalive && this.config.keepalive.enabled) {
+      this.kaProbeCount = 0;
+      this.kaDeadline = undefined;
+      this.startKeepalive();
+    }
+    if (s.receiveBufferSize !== undefined && s.receiveBufferSize !== this.config.receiveBufferSize) {
+      const grew = s.receiveBufferSize > this.config.receiveBufferSize;
+      this.config.receiveBufferSize = s.receiveBufferSize;
+      if (grew && this.isSynchronized) this.ackNow = true; // advertise the new window (R59)
+    }
+    this.trySend();
+    this.flushAck();
+  }
+
+  /** The path MTU changed (chimney PathMtu update): the send MSS follows, never above the peer's. */
+  setPathMtu(mtu: number, ipHeaderBytes: number): void {
+    const mss = Math.min(this.config.mss, Math.max(64, mtu - ipHeaderBytes - 20));
+    this.sndMss = effectiveSendMss({ ...this.config, mss }, this.remoteMss, this.tsEnabled);
+    this.cc.setMss(this.sndMss);
   }
 
   /** Graceful close: a FIN follows the queued data. */
@@ -727,6 +783,7 @@ export class TcpConnection {
       this.ackNow = true; // filling a hole is acknowledged at once
     }
     if (delivered > 0) {
+      this.lastPush = (seg.flags & TCP_PSH) !== 0;
       this.events.push({ type: 'readable', bytes: delivered });
       this.bytesSinceAck += delivered;
       if (this.bytesSinceAck >= 2 * this.rcvMss || this.config.delayedAckMs === 0) this.ackNow = true;
@@ -996,7 +1053,7 @@ export class TcpConnection {
 
   /** The window we could offer now: free receive-buffer space. */
   private availableWindow(): number {
-    return Math.max(0, this.config.receiveBufferSize - this.rcvBuf.length);
+    return Math.max(0, this.config.receiveBufferSize - this.rcvBuf.length - this.receiveReserved);
   }
 
   private currentWindow(): number {
