@@ -18,31 +18,54 @@ export interface VlanTag {
   vid: number;
 }
 
+/**
+ * A parsed Ethernet header. `dst`, `src` and `payload` are views into the frame, made on each
+ * access (a view costs ~50 ns; the hot path reads none of them). Copy what you keep: the frame's
+ * memory belongs to the link.
+ */
 export interface EthernetHeader {
-  dst: Uint8Array;
-  src: Uint8Array;
+  readonly dst: Uint8Array;
+  readonly src: Uint8Array;
   /** Ethertype after any 802.1Q tag. */
-  ethertype: number;
-  vlan?: VlanTag;
+  readonly ethertype: number;
+  readonly vlan: VlanTag | undefined;
   /** 14, or 18 with a tag. */
-  headerLength: number;
+  readonly headerLength: number;
   /** Everything after the header, including any trailing padding. */
-  payload: Uint8Array;
+  readonly payload: Uint8Array;
+  /** The frame as given to the parser. */
+  readonly frame: Uint8Array;
+}
+
+class EthernetView implements EthernetHeader {
+  constructor(
+    readonly frame: Uint8Array,
+    readonly ethertype: number,
+    readonly vlan: VlanTag | undefined,
+    readonly headerLength: number,
+  ) {}
+
+  get dst(): Uint8Array {
+    return this.frame.subarray(0, 6);
+  }
+
+  get src(): Uint8Array {
+    return this.frame.subarray(6, 12);
+  }
+
+  get payload(): Uint8Array {
+    return this.frame.subarray(this.headerLength);
+  }
 }
 
 export function parseEthernet(buf: Uint8Array): EthernetHeader | 'truncated' {
   if (buf.length < ETHERNET_HEADER_LENGTH) return 'truncated';
-  let ethertype = (buf[12]! << 8) | buf[13]!;
-  const dst = buf.subarray(0, 6);
-  const src = buf.subarray(6, 12);
-  if (ethertype !== ETHERTYPE_VLAN) {
-    return { dst, src, ethertype, headerLength: ETHERNET_HEADER_LENGTH, payload: buf.subarray(ETHERNET_HEADER_LENGTH) };
-  }
+  const ethertype = (buf[12]! << 8) | buf[13]!;
+  if (ethertype !== ETHERTYPE_VLAN) return new EthernetView(buf, ethertype, undefined, ETHERNET_HEADER_LENGTH);
   if (buf.length < ETHERNET_HEADER_LENGTH + VLAN_TAG_LENGTH) return 'truncated';
   const tci = (buf[14]! << 8) | buf[15]!;
-  ethertype = (buf[16]! << 8) | buf[17]!;
   const vlan: VlanTag = { pcp: tci >>> 13, dei: (tci & 0x1000) !== 0, vid: tci & 0x0fff };
-  return { dst, src, ethertype, vlan, headerLength: 18, payload: buf.subarray(18) };
+  return new EthernetView(buf, (buf[16]! << 8) | buf[17]!, vlan, ETHERNET_HEADER_LENGTH + VLAN_TAG_LENGTH);
 }
 
 export function ethernetHeaderLength(vlan?: VlanTag): number {

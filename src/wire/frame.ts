@@ -4,7 +4,7 @@
  */
 
 import { buildArp, ARP_LENGTH, parseArp, type ArpPacket } from './arp.js';
-import { pseudoHeaderSumV4, pseudoHeaderSumV6 } from './checksum.js';
+import { onesComplementSum, pseudoHeaderSumV4, pseudoHeaderSumV6 } from './checksum.js';
 import type { WireDropReason } from './drop-counter.js';
 import {
   buildEthernet, ethernetHeaderLength, ETHERTYPE_ARP, ETHERTYPE_IPV4, ETHERTYPE_IPV6, parseEthernet,
@@ -14,9 +14,9 @@ import {
   buildIcmpEcho, buildIcmpError, ICMP_HEADER_LENGTH, parseIcmpv4, type IcmpEchoFields, type IcmpErrorFields,
   type IcmpMessage,
 } from './icmp.js';
-import { buildIpv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPV4_HEADER_LENGTH, parseIpv4, type Ipv4Header } from './ipv4.js';
-import { buildIpv6Header, IPV6_HEADER_LENGTH, parseIpv6, type Ipv6Header } from './ipv6.js';
-import { buildTcp, parseTcp, tcpHeaderLength } from './tcp.js';
+import { buildIpv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPV4_HEADER_LENGTH, parseIpv4At, type Ipv4Header } from './ipv4.js';
+import { buildIpv6Header, IPV6_HEADER_LENGTH, parseIpv6At, type Ipv6Header } from './ipv6.js';
+import { buildTcp, parseTcpAt, tcpHeaderLength } from './tcp.js';
 import type { TcpSegment } from './tcp-segment.js';
 
 export type IpHeader = Ipv4Header | Ipv6Header;
@@ -41,7 +41,8 @@ export interface ParsedFrame {
 
 /**
  * Parses an Ethernet frame. The IPv4 header checksum is always verified; `verifyL4Checksum` false
- * skips TCP/ICMP checksums (frames whose checksum the kernel left to offload).
+ * skips TCP/ICMP checksums (frames whose checksum the kernel left to offload). Every view in the
+ * result aliases `buf`.
  */
 export function parseFrame(buf: Uint8Array, verifyL4Checksum = true): ParsedFrame | WireDropReason {
   const eth = parseEthernet(buf);
@@ -52,8 +53,8 @@ export function parseFrame(buf: Uint8Array, verifyL4Checksum = true): ParsedFram
     return { eth, ip: undefined, arp, tcp: undefined, icmp: undefined };
   }
   let packet: ParsedPacket | WireDropReason;
-  if (eth.ethertype === ETHERTYPE_IPV4) packet = parseIpv4Packet(eth.payload, verifyL4Checksum);
-  else if (eth.ethertype === ETHERTYPE_IPV6) packet = parseIpv6Packet(eth.payload, verifyL4Checksum);
+  if (eth.ethertype === ETHERTYPE_IPV4) packet = parseIpv4Packet(buf, eth.headerLength, verifyL4Checksum);
+  else if (eth.ethertype === ETHERTYPE_IPV6) packet = parseIpv6Packet(buf, eth.headerLength, verifyL4Checksum);
   else return 'unsupported-ethertype';
   if (typeof packet === 'string') return packet;
   return { eth, ip: packet.ip, arp: undefined, tcp: packet.tcp, icmp: packet.icmp };
@@ -63,16 +64,18 @@ export function parseFrame(buf: Uint8Array, verifyL4Checksum = true): ParsedFram
 export function parseIpPacket(buf: Uint8Array, verifyL4Checksum = true): ParsedPacket | WireDropReason {
   if (buf.length === 0) return 'truncated';
   const version = buf[0]! >>> 4;
-  if (version === 4) return parseIpv4Packet(buf, verifyL4Checksum);
-  if (version === 6) return parseIpv6Packet(buf, verifyL4Checksum);
+  if (version === 4) return parseIpv4Packet(buf, 0, verifyL4Checksum);
+  if (version === 6) return parseIpv6Packet(buf, 0, verifyL4Checksum);
   return 'bad-version';
 }
 
-function parseIpv4Packet(buf: Uint8Array, verifyL4Checksum: boolean): ParsedPacket | WireDropReason {
-  const ip = parseIpv4(buf);
+// Offset-based all the way down: the only view made on the TCP path is the payload's.
+function parseIpv4Packet(buf: Uint8Array, offset: number, verifyL4Checksum: boolean): ParsedPacket | WireDropReason {
+  const ip = parseIpv4At(buf, offset, buf.length);
   if (typeof ip === 'string') return ip;
   if (ip.protocol === IPPROTO_TCP) {
-    const tcp = parseTcp(ip.payload, verifyL4Checksum ? pseudoHeaderSumV4(ip.src, ip.dst, IPPROTO_TCP, 0) : undefined);
+    const pseudo = verifyL4Checksum ? pseudoHeaderSumV4(ip.src, ip.dst, IPPROTO_TCP, 0) : undefined;
+    const tcp = parseTcpAt(buf, ip.payloadOffset, ip.payloadEnd, pseudo);
     if (typeof tcp === 'string') return tcp;
     return { ip, tcp, icmp: undefined };
   }
@@ -84,11 +87,13 @@ function parseIpv4Packet(buf: Uint8Array, verifyL4Checksum: boolean): ParsedPack
   return { ip, tcp: undefined, icmp: undefined };
 }
 
-function parseIpv6Packet(buf: Uint8Array, verifyL4Checksum: boolean): ParsedPacket | WireDropReason {
-  const ip = parseIpv6(buf);
+function parseIpv6Packet(buf: Uint8Array, offset: number, verifyL4Checksum: boolean): ParsedPacket | WireDropReason {
+  const ip = parseIpv6At(buf, offset, buf.length);
   if (typeof ip === 'string') return ip;
   if (ip.protocol === IPPROTO_TCP) {
-    const tcp = parseTcp(ip.payload, verifyL4Checksum ? pseudoHeaderSumV6(ip.src, ip.dst, IPPROTO_TCP, 0) : undefined);
+    // The 32 address bytes plus the protocol: pseudoHeaderSumV6 without making address views.
+    const pseudo = verifyL4Checksum ? onesComplementSum(buf, offset + 8, 32) + IPPROTO_TCP : undefined;
+    const tcp = parseTcpAt(buf, ip.payloadOffset, ip.payloadEnd, pseudo);
     if (typeof tcp === 'string') return tcp;
     return { ip, tcp, icmp: undefined };
   }

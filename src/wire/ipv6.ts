@@ -13,42 +13,85 @@ export const IPV6_MOBILITY = 135;
 export const IPV6_HIP = 139;
 export const IPV6_SHIM6 = 140;
 
+/**
+ * A parsed IPv6 header. `src`, `dst` and `payload` are views made on each access; the hot path
+ * uses `buf` and the offsets instead. Copy what you keep.
+ */
 export interface Ipv6Header {
-  version: 6;
-  trafficClass: number;
-  flowLabel: number;
-  payloadLength: number;
+  readonly version: 6;
+  readonly trafficClass: number;
+  readonly flowLabel: number;
+  readonly payloadLength: number;
   /** Next-header field of the fixed header. */
-  nextHeader: number;
-  hopLimit: number;
-  src: Uint8Array;
-  dst: Uint8Array;
+  readonly nextHeader: number;
+  readonly hopLimit: number;
+  readonly src: Uint8Array;
+  readonly dst: Uint8Array;
   /** Upper-layer protocol after the extension headers (IPV6_NO_NEXT_HEADER, ESP stop the walk). */
-  protocol: number;
+  readonly protocol: number;
   /** Fixed header plus extension headers. */
-  headerLength: number;
-  /** Upper-layer bytes, trimmed to the payload length (link padding excluded). */
-  payload: Uint8Array;
+  readonly headerLength: number;
+  /** The buffer given to the parser; the fixed header starts at `payloadOffset - headerLength`. */
+  readonly buf: Uint8Array;
+  /** Upper-layer bytes are `buf[payloadOffset .. payloadEnd)` (link padding excluded). */
+  readonly payloadOffset: number;
+  readonly payloadEnd: number;
+  readonly payload: Uint8Array;
+}
+
+class Ipv6View implements Ipv6Header {
+  readonly version = 6 as const;
+  constructor(
+    readonly buf: Uint8Array,
+    readonly trafficClass: number,
+    readonly flowLabel: number,
+    readonly payloadLength: number,
+    readonly nextHeader: number,
+    readonly hopLimit: number,
+    readonly protocol: number,
+    readonly headerLength: number,
+    readonly payloadOffset: number,
+    readonly payloadEnd: number,
+  ) {}
+
+  get src(): Uint8Array {
+    const o = this.payloadOffset - this.headerLength + 8;
+    return this.buf.subarray(o, o + 16);
+  }
+
+  get dst(): Uint8Array {
+    const o = this.payloadOffset - this.headerLength + 24;
+    return this.buf.subarray(o, o + 16);
+  }
+
+  get payload(): Uint8Array {
+    return this.buf.subarray(this.payloadOffset, this.payloadEnd);
+  }
 }
 
 export type Ipv6ParseError = 'truncated' | 'bad-version' | 'bad-length' | 'fragment' | 'bad-extension-header';
 
 export function parseIpv6(buf: Uint8Array): Ipv6Header | Ipv6ParseError {
-  if (buf.length < IPV6_HEADER_LENGTH) return 'truncated';
-  const b0 = buf[0]!;
+  return parseIpv6At(buf, 0, buf.length);
+}
+
+/** parseIpv6 over `buf[start .. limit)` without making a view of it. */
+export function parseIpv6At(buf: Uint8Array, start: number, limit: number): Ipv6Header | Ipv6ParseError {
+  if (limit - start < IPV6_HEADER_LENGTH) return 'truncated';
+  const b0 = buf[start]!;
   if (b0 >>> 4 !== 6) return 'bad-version';
-  const payloadLength = (buf[4]! << 8) | buf[5]!;
+  const payloadLength = (buf[start + 4]! << 8) | buf[start + 5]!;
+  const nextHeader = buf[start + 6]!;
   // Jumbograms (RFC 2675) announce payload length 0; not supported.
-  if (payloadLength === 0 && buf[6] === IPV6_HOP_BY_HOP) return 'bad-length';
-  const end = IPV6_HEADER_LENGTH + payloadLength;
-  if (end > buf.length) return 'truncated';
-  const nextHeader = buf[6]!;
+  if (payloadLength === 0 && nextHeader === IPV6_HOP_BY_HOP) return 'bad-length';
+  const end = start + IPV6_HEADER_LENGTH + payloadLength;
+  if (end > limit) return 'truncated';
   let protocol = nextHeader;
-  let off = IPV6_HEADER_LENGTH;
+  let off = start + IPV6_HEADER_LENGTH;
   for (;;) {
     let len: number;
     if (protocol === IPV6_HOP_BY_HOP) {
-      if (off !== IPV6_HEADER_LENGTH) return 'bad-extension-header';
+      if (off !== start + IPV6_HEADER_LENGTH) return 'bad-extension-header';
       if (off + 2 > end) return 'truncated';
       len = (buf[off + 1]! + 1) << 3;
     } else if (protocol === IPV6_ROUTING || protocol === IPV6_DEST_OPTIONS || protocol === IPV6_MOBILITY
@@ -67,19 +110,10 @@ export function parseIpv6(buf: Uint8Array): Ipv6Header | Ipv6ParseError {
     protocol = buf[off]!;
     off += len;
   }
-  return {
-    version: 6,
-    trafficClass: ((b0 & 0x0f) << 4) | (buf[1]! >>> 4),
-    flowLabel: ((buf[1]! & 0x0f) << 16) | (buf[2]! << 8) | buf[3]!,
-    payloadLength,
-    nextHeader,
-    hopLimit: buf[7]!,
-    src: buf.subarray(8, 24),
-    dst: buf.subarray(24, 40),
-    protocol,
-    headerLength: off,
-    payload: buf.subarray(off, end),
-  };
+  return new Ipv6View(
+    buf, ((b0 & 0x0f) << 4) | (buf[start + 1]! >>> 4), ((buf[start + 1]! & 0x0f) << 16) | (buf[start + 2]! << 8) | buf[start + 3]!,
+    payloadLength, nextHeader, buf[start + 7]!, protocol, off - start, off, end,
+  );
 }
 
 export interface Ipv6Fields {

@@ -29,24 +29,29 @@ export type TcpParseError = 'truncated' | 'bad-header-length' | 'bad-checksum' |
  * without it (e.g. a checksum the kernel left to offload) it is not. The payload is a view.
  */
 export function parseTcp(buf: Uint8Array, pseudoBase?: number): TcpSegment | TcpParseError {
-  const length = buf.length;
+  return parseTcpAt(buf, 0, buf.length, pseudoBase);
+}
+
+/** parseTcp over `buf[start .. end)`: only the payload view is made. */
+export function parseTcpAt(buf: Uint8Array, start: number, end: number, pseudoBase?: number): TcpSegment | TcpParseError {
+  const length = end - start;
   if (length < TCP_HEADER_LENGTH) return 'truncated';
-  const headerLength = (buf[12]! >>> 4) << 2;
+  const headerLength = (buf[start + 12]! >>> 4) << 2;
   if (headerLength < TCP_HEADER_LENGTH) return 'bad-header-length';
   if (headerLength > length) return 'truncated';
-  if (pseudoBase !== undefined && !checksumValid(buf, 0, length, pseudoBase + length)) return 'bad-checksum';
-  const options = headerLength === TCP_HEADER_LENGTH ? {} : parseTcpOptions(buf, TCP_HEADER_LENGTH, headerLength);
+  if (pseudoBase !== undefined && !checksumValid(buf, start, length, pseudoBase + length)) return 'bad-checksum';
+  const options = headerLength === TCP_HEADER_LENGTH ? {} : parseTcpOptions(buf, start + TCP_HEADER_LENGTH, start + headerLength);
   if (options === undefined) return 'bad-tcp-options';
   return {
-    srcPort: (buf[0]! << 8) | buf[1]!,
-    dstPort: (buf[2]! << 8) | buf[3]!,
-    seq: ((buf[4]! << 24) | (buf[5]! << 16) | (buf[6]! << 8) | buf[7]!) >>> 0,
-    ack: ((buf[8]! << 24) | (buf[9]! << 16) | (buf[10]! << 8) | buf[11]!) >>> 0,
-    flags: buf[13]!,
-    window: (buf[14]! << 8) | buf[15]!,
-    urgent: (buf[18]! << 8) | buf[19]!,
+    srcPort: (buf[start]! << 8) | buf[start + 1]!,
+    dstPort: (buf[start + 2]! << 8) | buf[start + 3]!,
+    seq: u32(buf, start + 4),
+    ack: u32(buf, start + 8),
+    flags: buf[start + 13]!,
+    window: (buf[start + 14]! << 8) | buf[start + 15]!,
+    urgent: (buf[start + 18]! << 8) | buf[start + 19]!,
     options,
-    payload: buf.subarray(headerLength),
+    payload: buf.subarray(start + headerLength, end),
   };
 }
 
@@ -149,8 +154,8 @@ function put4(out: Uint8Array, o: number, a: number, b: number, c: number, d: nu
  * Writes header, options, payload and (with `pseudoBase`) checksum at `offset`; returns the offset
  * past the payload. Options are laid out like Linux's tcp_options_write: MSS; SACK_PERM+TS or
  * NOP NOP TS; NOP NOP SACK_PERM (without TS); NOP WS; NOP NOP SACK blocks (as many as fit).
- * Without `pseudoBase` the checksum field is left 0. The payload is not copied when it already
- * sits where it belongs in `out`.
+ * Without `pseudoBase` the checksum field is left 0. The payload may already sit where it belongs
+ * in `out` (it may alias `out` only there).
  */
 export function buildTcp(seg: TcpSegment, out: Uint8Array, offset = 0, pseudoBase?: number): number {
   const o = seg.options;
@@ -199,9 +204,10 @@ export function buildTcp(seg: TcpSegment, out: Uint8Array, offset = 0, pseudoBas
       p += 8;
     }
   }
-  const payload = seg.payload;
-  if (!(payload.buffer === out.buffer && payload.byteOffset === out.byteOffset + p)) out.set(payload, p);
-  const end = p + payload.length;
+  // A payload already in place (zero-copy senders) is copied onto itself: a memmove that costs
+  // less than the `.buffer`/`.byteOffset` getters it would take to detect it.
+  out.set(seg.payload, p);
+  const end = p + seg.payload.length;
   if (pseudoBase !== undefined) {
     const length = end - offset;
     const sum = internetChecksum(out, offset, length, pseudoBase + length);

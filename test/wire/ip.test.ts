@@ -35,7 +35,9 @@ describe('IPv4 (RFC 791)', () => {
     expect({ ...p, payload: toHex(p.payload) }).toEqual({
       version: 4, headerLength: 20, tos: 0xb8, totalLength: 24, id: 0xbeef, df: true, ttl: 63, protocol: IPPROTO_TCP,
       src: ipv4('192.0.2.1'), dst: ipv4('198.51.100.2'), hasOptions: false, payload: 'deadbeef',
+      buf: pkt, payloadOffset: 20, payloadEnd: 24,
     });
+    expect(p.buf).toBe(pkt);
   });
 
   it('defaults: TTL 64, TOS 0, id 0; df false clears DF', () => {
@@ -115,6 +117,7 @@ describe('IPv6 (RFC 8200)', () => {
     expect({ ...p, src: toHex(p.src), dst: toHex(p.dst), payload: toHex(p.payload) }).toEqual({
       version: 6, trafficClass: 0xb8, flowLabel: 0xabcde, payloadLength: 2, nextHeader: IPPROTO_TCP, hopLimit: 7,
       src: toHex(src), dst: toHex(dst), protocol: IPPROTO_TCP, headerLength: 40, payload: 'abcd',
+      buf: pkt, payloadOffset: 40, payloadEnd: 42,
     });
     expect(parseIpv6(v6Packet(IPPROTO_TCP, new Uint8Array(0)))).toMatchObject({ hopLimit: 64, trafficClass: 0, flowLabel: 0 });
   });
