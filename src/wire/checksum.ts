@@ -64,7 +64,7 @@ function swap16(x: number): number {
 /**
  * Ones'-complement sum of `buf[offset .. offset+length)` as big-endian 16-bit words (an odd last
  * byte is padded with zero), plus `initial` (another such sum, e.g. a pseudo-header sum, which may
- * be unfolded). Returns the folded 16-bit sum, not complemented.
+ * be unfolded). Returns the folded 16-bit sum, not complemented. The range must lie inside `buf`.
  */
 export function onesComplementSum(buf: Uint8Array, offset = 0, length = buf.length - offset, initial = 0): number {
   if (length <= 0) return foldSum(initial);
@@ -90,8 +90,8 @@ export function onesComplementSum(buf: Uint8Array, offset = 0, length = buf.leng
     let b = 0;
     let i = wordStart;
     const unrolledEnd = wordEnd - ((wordEnd - wordStart) & 3);
-    // Doubles hold exact integers to 2^53: 2^20 words of 2^33 each cannot overflow, so fold
-    // only every 256 Ki words.
+    // Doubles are exact to 2^53; per 256 Ki-word chunk each accumulator takes 2^17 words < 2^32,
+    // so folding once per chunk keeps the sums exact.
     while (i < unrolledEnd) {
       const stop = Math.min(unrolledEnd, i + 0x40000);
       for (; i < stop; i += 4) {

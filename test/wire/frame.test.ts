@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BROADCAST_MAC, ipv4, ipv6, mac, ZERO_MAC } from '../../src/wire/addresses.js';
+import { BROADCAST_MAC, ipv4, ipv6, ipv6ToString, mac, ZERO_MAC } from '../../src/wire/addresses.js';
 import { ARP_REQUEST } from '../../src/wire/arp.js';
 import { foldSum, pseudoHeaderSumV4 } from '../../src/wire/checksum.js';
 import { buildEthernet, ETHERTYPE_IPV4 } from '../../src/wire/ethernet.js';
@@ -53,6 +53,20 @@ describe('parseFrame / buildTcpFrame', () => {
     expect(f.ip.hopLimit).toBe(9);
     expect(f.ip.flowLabel).toBe(0x12345);
     expect(f.tcp).toEqual(spec.segment);
+  });
+
+  it('parses IPv6 behind an 802.1Q tag (addresses and payload at the right offsets)', () => {
+    const spec: TcpFrameSpec = {
+      srcMac: mac('02:00:00:00:00:01'), dstMac: mac('02:00:00:00:00:02'), vlan: { pcp: 7, dei: true, vid: 4095 },
+      ip: { version: 6, src: ipv6('2001:db8::a'), dst: ipv6('2001:db8::b') }, segment,
+    };
+    const f = ok(parseFrame(buildTcpFrame(spec)));
+    if (f.ip?.version !== 6) throw new Error('not v6');
+    expect(f.eth.headerLength).toBe(18);
+    expect(ipv6ToString(f.ip.src)).toBe('2001:db8::a');
+    expect(ipv6ToString(f.ip.dst)).toBe('2001:db8::b');
+    expect(f.ip.payloadOffset).toBe(18 + 40);
+    expect(f.tcp).toEqual(segment);
   });
 
   it('writes into a caller buffer at an offset and returns a view of it; refuses a buffer too small', () => {

@@ -4,7 +4,7 @@
  * Linux's bytes exactly.
  */
 import { describe, expect, it } from 'vitest';
-import { ipv4, ipv6, ipv6Equals, mac, macToString } from '../../src/wire/addresses.js';
+import { ipv4, ipv6, ipv6Equals, ipv6ToString, mac, macToString } from '../../src/wire/addresses.js';
 import { ARP_REPLY, ARP_REQUEST } from '../../src/wire/arp.js';
 import {
   buildArpFrame, buildIcmpv4Frame, buildTcpFrame, parseFrame, type ParsedFrame,
@@ -152,6 +152,9 @@ describe('Linux frames: IPv6 (TCP, neighbour discovery, MLD behind hop-by-hop)',
       expect(f.ip!.headerLength).toBe(48); // fixed header + 8-byte hop-by-hop (router alert + PadN)
       expect(f.ip!.payload[0]).toBe(143); // MLDv2 report
       expect(f.ip!.version === 6 && f.ip!.hopLimit).toBe(1);
+      // Address views stay right past the extension header.
+      expect(ipv6ToString(f.ip!.dst as Uint8Array)).toBe('ff02::16');
+      expect(['fe80::ff:fe77:101', 'fe80::ff:fe77:102']).toContain(ipv6ToString(f.ip!.src as Uint8Array));
     }
   });
 });
