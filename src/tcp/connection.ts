@@ -120,6 +120,8 @@ export class TcpConnection {
   private readonly reasm: ReassemblyQueue;
   private finReceived = false;
   private rcvMss = 536;
+  /** Largest payload seen from the peer: "full-sized" for the delayed-ACK rule (Linux rcv_mss). */
+  private rcvMssSeen = 0;
   /** PSH bit of the last in-order segment that added readable bytes (chimney delivery, 4.5.4). */
   private lastPush = false;
   /** Bytes taken by `read` that the application has not consumed yet: they keep the window closed. */
@@ -507,6 +509,15 @@ export class TcpConnection {
   }
 
   private inputSynchronized(seg: TcpSegment): void {
+    if (this._state === TcpState.SynRcvd && seg.flags & TCP_SYN && seg.seq === this.irs && !(seg.flags & TCP_RST)) {
+      if (seg.flags & TCP_ACK && seg.ack === seqAdd(this.iss, 1)) {
+        // Simultaneous open: the peer's SYN-ACK crossed ours. Its SYN is old news; take the ACK.
+        seg = { ...seg, seq: seqAdd(seg.seq, 1), flags: seg.flags & ~TCP_SYN };
+      } else {
+        this.retransmitSyn(); // our SYN-ACK was lost: answer the retransmitted SYN
+        return;
+      }
+    }
     const isRst = (seg.flags & TCP_RST) !== 0;
     // RFC 7323 5.3 PAWS.
     if (this.tsEnabled && seg.options.ts && !isRst && this.tsRecentAt > -Infinity) {
@@ -548,11 +559,6 @@ export class TcpConnection {
     }
     // RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK.
     if (seg.flags & TCP_SYN) {
-      if (this._state === TcpState.SynRcvd && seg.seq === this.irs) {
-        this.ackNow = false;
-        this.retransmitSyn(); // our SYN-ACK was lost: answer the retransmitted SYN
-        return;
-      }
       this.challengeAck();
       return;
     }
@@ -786,7 +792,9 @@ export class TcpConnection {
       this.lastPush = (seg.flags & TCP_PSH) !== 0;
       this.events.push({ type: 'readable', bytes: delivered });
       this.bytesSinceAck += delivered;
-      if (this.bytesSinceAck >= 2 * this.rcvMss || this.config.delayedAckMs === 0) this.ackNow = true;
+      if (payload.length > this.rcvMssSeen) this.rcvMssSeen = Math.min(payload.length, this.rcvMss);
+      const fullSized = Math.max(this.rcvMssSeen, Math.min(536, this.rcvMss));
+      if (this.bytesSinceAck >= 2 * fullSized || this.config.delayedAckMs === 0) this.ackNow = true;
       else if (this.ackDeadline === undefined) this.ackDeadline = this.now + this.config.delayedAckMs;
     }
     if (fin) this.onFinReceived();
@@ -1377,6 +1385,8 @@ export class TcpConnection {
         swsOverride: this.swsOverride,
         timeoutReported: this.timeoutReported,
         writableWanted: this.writableWanted,
+        rcvMssSeen: this.rcvMssSeen,
+        lastPush: this.lastPush,
       };
       exp.delegated.rtTimeoutDelta = this.rtxDeadline === undefined ? -1 : this.rtxDeadline - now;
       exp.delegated.kaTimeoutDelta = this.kaDeadline === undefined ? -1 : this.kaDeadline - now;
@@ -1483,6 +1493,8 @@ export class TcpConnection {
       c.swsOverride = p.swsOverride;
       c.timeoutReported = p.timeoutReported;
       c.writableWanted = p.writableWanted;
+      c.rcvMssSeen = p.rcvMssSeen;
+      c.lastPush = p.lastPush;
     } else if (c.rtxMode === 'rto' && !c.persistProbeOutstanding) {
       // RTO backoff is implied by the retransmission count; persist probes back off explicitly.
       for (let i = 0; i < d.rtCount; i++) c.rto.backoff();

@@ -216,6 +216,8 @@ export interface TcpPrivateState {
   swsOverride: boolean;
   timeoutReported: boolean;
   writableWanted: boolean;
+  rcvMssSeen: number;
+  lastPush: boolean;
 }
 
 export interface TcpExport {

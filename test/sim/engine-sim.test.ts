@@ -23,6 +23,19 @@ export function runScenario(sc: Scenario): EnginePair {
   if (sc.ending === 'b-closes') { p.appA.closeWhenDone = false; p.appA.closeOnPeerFin = true; }
   if (sc.ending === 'a-aborts') p.appA.closeWhenDone = false;
   p.start();
+  // Memory bound: sample every buffer against its configured limit while the run goes on.
+  const sample = (): void => {
+    for (const d of [p.a, p.b]) {
+      if (!d) continue;
+      const c = d.conn;
+      const cfg = c.config;
+      if (c.outOfOrderBytes > cfg.reassemblyMaxBytes || c.sendQueued > cfg.sendBufferSize || c.readable > cfg.receiveBufferSize) {
+        p.boundViolations.push(`t=${p.sim.now.toFixed(0)} ooo ${c.outOfOrderBytes} snd ${c.sendQueued} rcv ${c.readable}`);
+      }
+    }
+    if (p.a.conn.state !== TcpState.Closed || (p.b && p.b.conn.state !== TcpState.Closed)) p.sim.after(50, sample);
+  };
+  p.sim.after(50, sample);
   if (sc.ending === 'a-aborts') p.sim.schedule(sc.abortAtMs, () => p.a.run((c, now) => c.abort(now)));
   // Bounded: a healthy run ends long before; a stuck one fails with the bound named.
   p.sim.runUntilIdle({ maxTimeMs: 3_600_000, maxEvents: 5_000_000 });
@@ -48,8 +61,10 @@ describe('deterministic simulation: engine <-> engine over the sim link', () => 
           if (digestOf(b.received) !== prefixDigest(seed, 'a', a.source.total, b.receivedBytes)) problems.push('A->B prefix differs');
           if (digestOf(a.received) !== prefixDigest(seed, 'b', b.source.total, a.receivedBytes)) problems.push('B->A prefix differs');
         }
+        if (p.boundViolations.length > 0) problems.push(`buffer over its bound: ${p.boundViolations[0]}`);
         for (const [name, d] of [['A', p.a], ['B', p.b]] as const) {
           if (!d) continue;
+          if (sc.ending !== 'a-aborts' && (d.conn.sendQueued !== 0 || d.conn.readable !== 0)) problems.push(`${name} still holds data (send ${d.conn.sendQueued}, receive ${d.conn.readable})`);
           if (d.conn.state !== TcpState.Closed) problems.push(`${name} ended in ${TcpState[d.conn.state]}`);
           if (d.conn.nextDeadline() !== undefined) problems.push(`${name} still has a timer`);
           if (d.conn.outOfOrderBytes !== 0 && d.conn.state !== TcpState.Closed) problems.push(`${name} holds out-of-order data`);

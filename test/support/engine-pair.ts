@@ -232,6 +232,8 @@ export class EnginePair {
   readonly appA: EndApp;
   readonly appB: EndApp;
   private readonly sched: Scheduler;
+  /** Buffer-bound violations recorded by a test's sampler. */
+  readonly boundViolations: string[] = [];
   /** Segments B's side received before B existed answered by RST (none expected). */
   resets = 0;
 
@@ -331,7 +333,11 @@ export class EnginePair {
       if (chunk.length === 0) break;
       app.received.update(chunk);
       app.receivedBytes += chunk.length;
-      if (app.readChunk) break;
+      if (app.readChunk) {
+        // A slow reader keeps reading a little every millisecond while data is waiting.
+        if (d.conn.readable > 0) this.sim.after(1, () => this.drain(d, app));
+        break;
+      }
     }
   }
 
