@@ -78,6 +78,8 @@ interface Parser {
   on(ev: 'error', cb: (e: Error) => void): void;
   /** Internal: bytes received but not yet parsed (a partial record at the end). */
   buffer: Buffer | null;
+  /** Internal: the next parse step; in `parsePacketBody` the 16-byte record header is consumed. */
+  state: { name: string };
 }
 const pcapParser = createRequire(import.meta.url)('pcap-parser') as { parse(input: NodeJS.ReadableStream): Parser };
 
@@ -209,7 +211,8 @@ export async function streamPcap(
         fail(new PcapFormatError('not a pcap file (shorter than the 24-byte global header)'));
         return;
       }
-      info.truncatedTailBytes = parser.buffer ? parser.buffer.length : 0;
+      const pending = parser.buffer ? parser.buffer.length : 0;
+      info.truncatedTailBytes = pending + (parser.state.name === 'parsePacketBody' ? 16 : 0);
       settled = true;
       resolve(info);
     });

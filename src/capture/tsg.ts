@@ -8,6 +8,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import type { DataKind, DirectionReport } from './flow-analysis.js';
 
+/** What a graph needs of a direction: `analyzeFlows` reports, or events made by hand. */
+export type TsgInput = Pick<DirectionReport, 'from' | 'to' | 'events'>;
+
 export interface TsgMark {
   timeMs: number;
   label: string;
@@ -68,7 +71,7 @@ function byteUnit(span: number): [name: string, size: number] {
 }
 
 /** The graph as a standalone SVG document. */
-export function timeSequenceSvg(dir: DirectionReport, opts: TsgOptions = {}): string {
+export function timeSequenceSvg(dir: TsgInput, opts: TsgOptions = {}): string {
   const width = opts.width ?? 1000;
   const height = opts.height ?? 600;
   const marks = opts.marks ?? [];
@@ -224,7 +227,8 @@ export function timeSequenceSvg(dir: DirectionReport, opts: TsgOptions = {}): st
 
 export type PngConverter = 'rsvg-convert' | 'magick' | 'convert';
 
-let detected: PngConverter | null | undefined;
+/** Detection results by PATH (a test or a caller may change PATH). */
+const detected = new Map<string, PngConverter | null>();
 
 /**
  * The first working SVG -> PNG converter on PATH: rsvg-convert (librsvg2-bin), or ImageMagick
@@ -232,16 +236,19 @@ let detected: PngConverter | null | undefined;
  * is not the real tool does not count.
  */
 export function findPngConverter(): PngConverter | undefined {
-  if (detected !== undefined) return detected ?? undefined;
+  const key = process.env.PATH ?? '';
+  const known = detected.get(key);
+  if (known !== undefined) return known ?? undefined;
   const probe = (cmd: string, arg: string, mustSay: string): boolean => {
     const r = spawnSync(cmd, [arg], { encoding: 'utf8', timeout: 10_000 });
     return r.status === 0 && `${r.stdout}`.includes(mustSay);
   };
-  if (probe('rsvg-convert', '--version', 'rsvg-convert')) detected = 'rsvg-convert';
-  else if (probe('magick', '-version', 'ImageMagick')) detected = 'magick';
-  else if (probe('convert', '-version', 'ImageMagick')) detected = 'convert';
-  else detected = null;
-  return detected ?? undefined;
+  let found: PngConverter | null = null;
+  if (probe('rsvg-convert', '--version', 'rsvg-convert')) found = 'rsvg-convert';
+  else if (probe('magick', '-version', 'ImageMagick')) found = 'magick';
+  else if (probe('convert', '-version', 'ImageMagick')) found = 'convert';
+  detected.set(key, found);
+  return found ?? undefined;
 }
 
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
