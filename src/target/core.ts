@@ -1,0 +1,577 @@
+/**
+ * The offload target's core, sans-I/O: host messages and link frames in; host messages, frames and
+ * timers (through the injected scheduler) out. It owns the offloaded objects (neighbor, path, TCP
+ * contexts), demultiplexes received frames (offloaded 4-tuple -> its engine; everything else -> the
+ * host raw), and runs the five state operations of spec section 2 and section 6. The service
+ * (`service.ts`) binds it to a real link and an IPC socket; tests bind it to the sim link.
+ */
+import { BufferLedger } from '../chimney/buffer-ledger.js';
+import { processInitiateTree } from '../chimney/initiate-tree.js';
+import type { TerminateSendMode } from '../chimney/send-queue.js';
+import {
+  AdapterStatus, UploadReason,
+  type Block, type BlockResult, type Layer, type NeighborCached, type NeighborState, type PathCached, type PathState,
+  type RefBlock, type TcpCached,
+} from '../chimney/state.js';
+import { Status, statusName } from '../chimney/status.js';
+import type { HostMessage, MessageOf, TargetMessage } from '../ipc/messages.js';
+import type { Scheduler } from '../tcp/driver.js';
+import { macEquals, ZERO_MAC } from '../wire/addresses.js';
+import { buildTcpFrame, parseFrame } from '../wire/frame.js';
+import { parseTcp } from '../wire/tcp.js';
+import { TCP_URG, type TcpSegment } from '../wire/tcp-segment.js';
+import {
+  DEFAULT_PARAMETERS, OffloadedConnection, checkOffloadable, type TargetParameters,
+} from './offloaded-connection.js';
+
+export interface TargetLimits {
+  maxConnections: number;
+  maxNeighbors: number;
+  maxPaths: number;
+  /** Largest InitialRcvWnd accepted (OFFLOAD_TCP_RCV_WINDOW beyond). */
+  maxReceiveWindow: number;
+  /** Largest path MTU (OFFLOAD_PATH_MTU beyond): the link's. */
+  maxPathMtu: number;
+  /** Bytes lent to the host (indications, BufferedData) plus bytes copied at initiate. */
+  maxBufferedBytes: number;
+}
+
+export const DEFAULT_LIMITS: TargetLimits = {
+  maxConnections: 4096,
+  maxNeighbors: 1024,
+  maxPaths: 4096,
+  maxReceiveWindow: 16 * 1024 * 1024,
+  maxPathMtu: 1500,
+  maxBufferedBytes: 512 * 1024 * 1024,
+};
+
+export interface TargetCoreOptions {
+  scheduler: Scheduler;
+  /** The interface MAC (source MAC when a neighbor's DlSourceAddress is zero). */
+  interfaceMac: Uint8Array;
+  limits?: Partial<TargetLimits>;
+  /** How outstanding send data is disposed of at terminate ('alternate' flips per terminate). */
+  terminateSendMode?: TerminateSendMode | 'alternate';
+  congestionControl?: 'newreno' | 'cubic';
+  toHost(msg: TargetMessage): void;
+  toWire(frame: Uint8Array): void;
+  log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+interface NeighborObj {
+  ctx: number;
+  handle: number;
+  state: NeighborState;
+  invalidated: boolean;
+  paths: Set<number>;
+}
+
+interface PathObj {
+  ctx: number;
+  handle: number;
+  state: PathState;
+  neighbor: number | undefined;
+  invalidated: boolean;
+  tcps: Set<number>;
+}
+
+interface TcpObj {
+  conn: OffloadedConnection;
+  path: number;
+  key: string;
+}
+
+export interface TargetCounters {
+  framesIn: number;
+  framesToHost: number;
+  framesOffloaded: number;
+  framesOut: number;
+  dropped: Record<string, number>;
+  errorsToHost: number;
+  initiates: number;
+  terminates: number;
+}
+
+function ipKey(a: Uint8Array): string {
+  return a.length === 4 ? `${a[0]}.${a[1]}.${a[2]}.${a[3]}` : Buffer.from(a).toString('hex');
+}
+
+/** Flow key of an offloaded connection: local address/port, remote address/port. */
+function flowKey(local: Uint8Array, localPort: number, remote: Uint8Array, remotePort: number): string {
+  return `${ipKey(local)}:${localPort}>${ipKey(remote)}:${remotePort}`;
+}
+
+export class TargetCore {
+  readonly limits: TargetLimits;
+  readonly ledger: BufferLedger;
+  params: TargetParameters = { ...DEFAULT_PARAMETERS };
+  readonly counters: TargetCounters = { framesIn: 0, framesToHost: 0, framesOffloaded: 0, framesOut: 0, dropped: {}, errorsToHost: 0, initiates: 0, terminates: 0 };
+  private readonly o: TargetCoreOptions;
+  private readonly neighbors = new Map<number, NeighborObj>();
+  private readonly paths = new Map<number, PathObj>();
+  private readonly tcps = new Map<number, TcpObj>();
+  private readonly flows = new Map<string, number>();
+  private nextCtx = 1;
+  private ipId = 0x8000;
+  private alternate = false;
+  /** Host messages produced while an initiate runs: held until its completion went out (R45). */
+  private holdBack: TargetMessage[] | undefined;
+  /** Indication ids on the wire are target-wide; each connection's delivery numbers its own. */
+  private readonly indications = new Map<number, { ctx: number; localId: number }>();
+  private nextIndicationId = 1;
+  /** Every context that ever had buffers lent (to reclaim them when the host is gone). */
+  private readonly lenders = new Set<number>();
+  private readonly pendingTerminates: Array<{ opId: number; blocks: RefBlock[]; conns: OffloadedConnection[] }> = [];
+
+  constructor(o: TargetCoreOptions) {
+    this.o = o;
+    this.limits = { ...DEFAULT_LIMITS, ...o.limits };
+    this.ledger = new BufferLedger({ maxLentBytes: this.limits.maxBufferedBytes });
+  }
+
+  get connectionCount(): number {
+    return this.tcps.size;
+  }
+
+  /** Live connections (for status displays and tests). */
+  connections(): OffloadedConnection[] {
+    return [...this.tcps.values()].map((t) => t.conn);
+  }
+
+  // ------------------------------------------------------------------------------ host messages
+
+  private send(msg: TargetMessage): void {
+    if (this.holdBack) this.holdBack.push(msg);
+    else this.o.toHost(msg);
+  }
+
+  private error(refKind: number, refId: number, status: number, problem: string): void {
+    this.counters.errorsToHost++;
+    this.o.log?.('warn', `host request refused: ${problem}`, { status: statusName(status) });
+    this.send({ type: 'Error', refKind, refId, status, problem });
+  }
+
+  /** One message from the host binding, in arrival order. */
+  onHostMessage(msg: HostMessage): void {
+    switch (msg.type) {
+      case 'SetParameters': {
+        const { type: _t, opId, ...p } = msg;
+        void _t;
+        this.params = { ...this.params, ...p };
+        this.send({ type: 'SetParametersComplete', opId, status: Status.SUCCESS });
+        return;
+      }
+      case 'RawFrame':
+        this.counters.framesOut++;
+        this.o.toWire(msg.frame);
+        return;
+      case 'InitiateOffload':
+        this.initiate(msg);
+        return;
+      case 'TerminateOffload':
+        this.terminate(msg);
+        return;
+      case 'QueryOffload':
+        this.send({ type: 'QueryOffloadComplete', opId: msg.opId, results: this.refResults(msg.blocks, (b) => this.queryBlock(b)) });
+        return;
+      case 'UpdateOffload':
+        this.update(msg);
+        return;
+      case 'InvalidateOffload':
+        this.send({ type: 'InvalidateOffloadComplete', opId: msg.opId, results: this.refResults(msg.blocks, (b) => this.invalidateBlock(b)) });
+        return;
+      case 'TcpSend': {
+        const t = this.tcpFor(0x0020, msg.ctx);
+        if (!t) return;
+        const dup = msg.buffers.find((b) => t.conn.hasSendRequest(b.requestId));
+        if (dup) return this.error(0x0020, msg.ctx, Status.IPC_DUPLICATE_ID, `TcpSend request ${dup.requestId} is already outstanding on context ${msg.ctx}`);
+        t.conn.send(msg.buffers);
+        return;
+      }
+      case 'TcpReceive': {
+        const t = this.tcpFor(0x0021, msg.ctx);
+        if (t) t.conn.receive(msg.requests);
+        return;
+      }
+      case 'TcpReceiveReturn': {
+        const r = this.ledger.returnBuffers(msg.bufferIds);
+        if (!r.ok) this.error(0x0022, msg.bufferIds[0] ?? 0, Status.IPC_UNKNOWN_BUFFER, r.problem);
+        return;
+      }
+      case 'TcpDisconnect': {
+        const t = this.tcpFor(0x0023, msg.ctx);
+        if (t) t.conn.disconnectRequest(msg.requestId, msg.flags, msg.bytes, (msg.flags & 0x02) === 0);
+        return;
+      }
+      case 'TcpForward': {
+        const t = this.tcpFor(0x0024, msg.ctx);
+        if (!t) return;
+        const segs = msg.segments.map((s) => {
+          const seg = parseTcp(s.tcpBytes);
+          return { requestId: s.requestId, segment: typeof seg === 'string' ? undefined : copySegment(seg) };
+        });
+        this.send({ type: 'TcpForwardComplete', entries: t.conn.forward(segs) });
+        this.settleTerminates();
+        return;
+      }
+      case 'IndicateReply': {
+        const found = this.connByIndication(msg.indicationId);
+        if (!found) return this.error(0x0025, msg.indicationId, Status.IPC_UNKNOWN_CONTEXT, `IndicateReply for indication ${msg.indicationId}, which no connection is waiting for`);
+        const problem = found.conn.indicateReply(found.localId, msg.status, msg.bytesConsumed);
+        if (problem) this.error(0x0025, msg.indicationId, Status.IPC_INVALID_IN_STATE, problem);
+        this.settleTerminates();
+        return;
+      }
+      case 'ReachabilityReply':
+        return; // reachability queries are not issued yet (no stale-neighbor tracking)
+      case 'Hello':
+        return this.error(0x0001, 0, Status.IPC_INVALID_IN_STATE, 'Hello after the handshake');
+      default:
+        return;
+    }
+  }
+
+  private tcpFor(kind: number, ctx: number): TcpObj | undefined {
+    const t = this.tcps.get(ctx);
+    if (!t) this.error(kind, ctx, Status.IPC_UNKNOWN_CONTEXT, `request for unknown or terminated TCP context ${ctx}`);
+    return t;
+  }
+
+  private connByIndication(indicationId: number): { conn: OffloadedConnection; localId: number } | undefined {
+    const ref = this.indications.get(indicationId);
+    if (!ref) return undefined;
+    this.indications.delete(indicationId);
+    const t = this.tcps.get(ref.ctx);
+    return t ? { conn: t.conn, localId: ref.localId } : undefined;
+  }
+
+  // ------------------------------------------------------------------------------ initiate
+
+  private initiate(msg: MessageOf<'InitiateOffload'>): void {
+    this.counters.initiates++;
+    const held: TargetMessage[] = [];
+    this.holdBack = held;
+    let results: BlockResult[];
+    try {
+      results = processInitiateTree(msg.blocks, {
+        exists: (ctx, layer) => this.exists(ctx, layer),
+        offload: (b, parent) => this.offloadOne(b, parent),
+      });
+    } finally {
+      this.holdBack = undefined;
+    }
+    this.o.toHost({ type: 'InitiateOffloadComplete', opId: msg.opId, results });
+    for (const m of held) this.o.toHost(m);
+  }
+
+  private exists(ctx: number, layer: Layer): boolean {
+    if (layer === 'neighbor') return this.neighbors.has(ctx);
+    if (layer === 'path') return this.paths.has(ctx);
+    return this.tcps.has(ctx);
+  }
+
+  private offloadOne(b: Extract<Block, { role: 'new' }>, parent: number | undefined): { status: number; ctx?: number } {
+    if (b.layer === 'neighbor') {
+      const s = b.state as NeighborState;
+      if (this.neighbors.size >= this.limits.maxNeighbors) return { status: Status.OFFLOAD_NEIGHBOR_ENTRIES };
+      if (s.const.vlanId !== 0) return { status: Status.OFFLOAD_VLAN_ENTRIES };
+      const ctx = this.nextCtx++;
+      this.neighbors.set(ctx, { ctx, handle: b.handle, state: s, invalidated: false, paths: new Set() });
+      return { status: Status.SUCCESS, ctx };
+    }
+    if (b.layer === 'path') {
+      const s = b.state as PathState;
+      const n = parent === undefined ? undefined : this.neighbors.get(parent);
+      if (!n) return { status: Status.FAILURE };
+      if (this.paths.size >= this.limits.maxPaths) return { status: Status.OFFLOAD_PATH_ENTRIES };
+      if (s.cached.pathMtu > this.limits.maxPathMtu) return { status: Status.OFFLOAD_PATH_MTU };
+      if (s.version !== 4) return { status: Status.OFFLOAD_IP_ADDRESS_ENTRIES }; // IPv6 offload not yet supported
+      const ctx = this.nextCtx++;
+      this.paths.set(ctx, { ctx, handle: b.handle, state: s, neighbor: parent, invalidated: false, tcps: new Set() });
+      n.paths.add(ctx);
+      return { status: Status.SUCCESS, ctx };
+    }
+    const s = b.state as import('../chimney/state.js').TcpState;
+    const p = parent === undefined ? undefined : this.paths.get(parent);
+    if (!p) return { status: Status.FAILURE };
+    if (this.tcps.size >= this.limits.maxConnections) return { status: Status.OFFLOAD_TCP_ENTRIES };
+    if (s.cached.initialRcvWnd > this.limits.maxReceiveWindow) return { status: Status.OFFLOAD_TCP_RCV_WINDOW };
+    const bad = checkOffloadable(s);
+    if (bad) {
+      this.o.log?.('warn', `initiate refused: ${bad.problem}`, { handle: b.handle });
+      return { status: bad.status };
+    }
+    const copied = (s.delegated.bufferedData?.length ?? 0) + (s.delegated.sendChain ?? []).reduce((n, e) => n + (e.bytes?.length ?? 0), 0);
+    if (!this.ledger.canLend(copied)) return { status: Status.OFFLOAD_TCP_RCV_BUFFER };
+    const key = flowKey(p.state.const.sourceAddress, s.const.localPort, p.state.const.destinationAddress, s.const.remotePort);
+    if (this.flows.has(key)) return { status: Status.FAILURE };
+    const ctx = this.nextCtx++;
+    const ipHeader = p.state.version === 4 ? 20 : 40;
+    const conn = new OffloadedConnection({
+      ctx, handle: b.handle, state: s, params: this.params,
+      pathMss: p.state.cached.pathMtu - ipHeader - 20,
+      scheduler: this.o.scheduler, ledger: this.ledger,
+      congestionControl: this.o.congestionControl ?? 'cubic',
+      sinks: {
+        segments: (segs) => this.transmit(ctx, segs),
+        host: (m) => {
+          if (m.type === 'TcpReceiveIndicate') {
+            const id = this.nextIndicationId++;
+            this.indications.set(id, { ctx, localId: m.indicationId });
+            this.lenders.add(ctx);
+            this.send({ ...m, indicationId: id });
+          } else {
+            this.send(m);
+          }
+        },
+      },
+    });
+    this.tcps.set(ctx, { conn, path: p.ctx, key });
+    this.flows.set(key, ctx);
+    p.tcps.add(ctx);
+    this.o.log?.('info', 'connection offloaded', { ctx, handle: b.handle, flow: key });
+    return { status: Status.SUCCESS, ctx };
+  }
+
+  // ------------------------------------------------------------------------------ wire
+
+  private transmit(ctx: number, segs: TcpSegment[]): void {
+    const t = this.tcps.get(ctx);
+    if (!t) return;
+    const p = this.paths.get(t.path)!;
+    const n = this.neighbors.get(p.neighbor!)!;
+    if (p.invalidated || n.invalidated || t.conn.invalidated) return; // R64
+    const srcMac = macEquals(n.state.const.dlSourceAddress, ZERO_MAC) ? this.o.interfaceMac : n.state.const.dlSourceAddress;
+    const cached = t.conn.cached;
+    for (const segment of segs) {
+      const id = this.ipId;
+      this.ipId = this.ipId === 0xffff ? 0x8000 : this.ipId + 1; // R75: the upper half of the ID space
+      const frame = buildTcpFrame({
+        srcMac, dstMac: n.state.cached.dlDestinationAddress,
+        ip: { version: 4, src: readU32(p.state.const.sourceAddress), dst: readU32(p.state.const.destinationAddress), ttl: cached.ttlOrHopLimit || 64, tos: cached.tosOrTrafficClass, id, df: true },
+        segment,
+      });
+      this.counters.framesOut++;
+      this.o.toWire(frame);
+    }
+  }
+
+  /** One frame from the link. */
+  onFrame(frame: Uint8Array): void {
+    this.counters.framesIn++;
+    if (this.tcps.size > 0) {
+      const parsed = parseFrame(frame);
+      if (typeof parsed !== 'string' && parsed.tcp && parsed.ip && parsed.ip.version === 4 && !parsed.ip.hasOptions) {
+        const ip = parsed.ip;
+        const key = flowKey(u32Bytes(ip.dst), parsed.tcp.dstPort, u32Bytes(ip.src), parsed.tcp.srcPort);
+        const ctx = this.flows.get(key);
+        const t = ctx === undefined ? undefined : this.tcps.get(ctx);
+        if (t && t.conn.phase === 'live' && !t.conn.invalidated && !t.conn.uploadRequested) {
+          if (parsed.tcp.flags & TCP_URG) {
+            // R114: urgent data: ask for the upload; this and later segments go to the host raw.
+            t.conn.requestUpload(UploadReason.ReceivedUrgentData);
+          } else {
+            this.counters.framesOffloaded++;
+            t.conn.input(copySegment(parsed.tcp));
+            return;
+          }
+        }
+      }
+    }
+    this.counters.framesToHost++;
+    this.send({ type: 'RawFrame', frame: frame.slice() });
+  }
+
+  // ------------------------------------------------------------------------------ terminate
+
+  private terminate(msg: MessageOf<'TerminateOffload'>): void {
+    this.counters.terminates++;
+    const conns: OffloadedConnection[] = [];
+    const walk = (b: RefBlock): void => {
+      if (b.layer === 'tcp') {
+        const t = this.tcps.get(b.ctx);
+        if (t) {
+          t.conn.beginTerminate();
+          conns.push(t.conn);
+        }
+      }
+      b.children.forEach(walk);
+    };
+    msg.blocks.forEach(walk);
+    this.pendingTerminates.push({ opId: msg.opId, blocks: msg.blocks, conns });
+    this.settleTerminates();
+  }
+
+  /** Complete every pending terminate whose connections have no unanswered indication (R22), in order. */
+  private settleTerminates(): void {
+    while (this.pendingTerminates.length > 0) {
+      const t = this.pendingTerminates[0];
+      if (!t.conns.every((c) => c.canCompleteTerminate)) return;
+      this.pendingTerminates.shift();
+      const terminated = new Set<number>();
+      const collect = (b: RefBlock): void => { terminated.add(b.ctx); b.children.forEach(collect); };
+      t.blocks.forEach(collect);
+      const results = this.refResults(t.blocks, (b) => this.terminateBlock(b, terminated));
+      this.send({ type: 'TerminateOffloadComplete', opId: t.opId, results });
+    }
+  }
+
+  private sendMode(): TerminateSendMode {
+    const m = this.o.terminateSendMode ?? 'chain';
+    if (m !== 'alternate') return m;
+    this.alternate = !this.alternate;
+    return this.alternate ? 'chain' : 'complete';
+  }
+
+  private terminateBlock(b: RefBlock, terminated: Set<number>): BlockResult {
+    if (b.layer === 'tcp') {
+      const t = this.tcps.get(b.ctx);
+      if (!t) return { blockId: b.blockId, status: Status.FAILURE };
+      const delegated = t.conn.finishTerminate(this.sendMode(), this.ledger);
+      this.lenders.add(b.ctx);
+      this.tcps.delete(b.ctx);
+      this.flows.delete(t.key);
+      this.paths.get(t.path)?.tcps.delete(b.ctx);
+      this.o.log?.('info', 'connection uploaded', { ctx: b.ctx, handle: t.conn.handle });
+      return { blockId: b.blockId, status: Status.SUCCESS, tcp: { delegated } };
+    }
+    if (b.layer === 'path') {
+      const p = this.paths.get(b.ctx);
+      if (!p) return { blockId: b.blockId, status: Status.FAILURE };
+      // R33: never orphan dependents.
+      if ([...p.tcps].some((c) => !terminated.has(c))) return { blockId: b.blockId, status: Status.FAILURE };
+      this.paths.delete(b.ctx);
+      if (p.neighbor !== undefined) this.neighbors.get(p.neighbor)?.paths.delete(b.ctx);
+      return { blockId: b.blockId, status: Status.SUCCESS };
+    }
+    const n = this.neighbors.get(b.ctx);
+    if (!n) return { blockId: b.blockId, status: Status.FAILURE };
+    if ([...n.paths].some((c) => !terminated.has(c))) return { blockId: b.blockId, status: Status.FAILURE };
+    this.neighbors.delete(b.ctx);
+    return { blockId: b.blockId, status: Status.SUCCESS, neighbor: { delegated: { nicReachabilityDelta: n.state.delegated.nicReachabilityDelta } } };
+  }
+
+  // ------------------------------------------------------------------------------ query / update / invalidate
+
+  /** Apply `fn` to every block in pre-order (children after their parent) and collect results. */
+  private refResults(blocks: readonly RefBlock[], fn: (b: RefBlock) => BlockResult): BlockResult[] {
+    const out: BlockResult[] = [];
+    const walk = (b: RefBlock): void => {
+      out.push(fn(b));
+      b.children.forEach(walk);
+    };
+    blocks.forEach(walk);
+    return out;
+  }
+
+  private queryBlock(b: RefBlock): BlockResult {
+    if (b.layer === 'tcp') {
+      const t = this.tcps.get(b.ctx);
+      return t ? { blockId: b.blockId, status: Status.SUCCESS, tcp: t.conn.query() } : { blockId: b.blockId, status: Status.FAILURE };
+    }
+    if (b.layer === 'path') {
+      const p = this.paths.get(b.ctx);
+      return p ? { blockId: b.blockId, status: Status.SUCCESS, path: p.state } : { blockId: b.blockId, status: Status.FAILURE };
+    }
+    const n = this.neighbors.get(b.ctx);
+    return n ? { blockId: b.blockId, status: Status.SUCCESS, neighbor: n.state } : { blockId: b.blockId, status: Status.FAILURE };
+  }
+
+  private update(msg: MessageOf<'UpdateOffload'>): void {
+    const results: BlockResult[] = [];
+    const walk = (b: RefBlock, parent: RefBlock | undefined): void => {
+      results.push(this.updateBlock(b, parent));
+      b.children.forEach((c) => walk(c, b));
+    };
+    msg.blocks.forEach((b) => walk(b, undefined));
+    this.send({ type: 'UpdateOffloadComplete', opId: msg.opId, results });
+  }
+
+  private updateBlock(b: RefBlock, parent: RefBlock | undefined): BlockResult {
+    const fail = { blockId: b.blockId, status: Status.FAILURE };
+    if (b.layer === 'neighbor') {
+      const n = this.neighbors.get(b.ctx);
+      if (!n) return fail;
+      if (b.cached) n.state = { ...n.state, cached: b.cached as NeighborCached };
+      return { blockId: b.blockId, status: Status.SUCCESS };
+    }
+    if (b.layer === 'path') {
+      const p = this.paths.get(b.ctx);
+      if (!p) return fail;
+      if (parent && parent.layer === 'neighbor' && this.neighbors.has(parent.ctx) && p.neighbor !== parent.ctx) {
+        // R58: relink this path to the neighbor of the root block.
+        if (p.neighbor !== undefined) this.neighbors.get(p.neighbor)?.paths.delete(p.ctx);
+        p.neighbor = parent.ctx;
+        this.neighbors.get(parent.ctx)!.paths.add(p.ctx);
+      }
+      if (b.cached) {
+        const c = b.cached as PathCached;
+        if (c.pathMtu > this.limits.maxPathMtu) return fail;
+        p.state = { ...p.state, cached: c };
+        const mss = c.pathMtu - (p.state.version === 4 ? 20 : 40) - 20;
+        for (const ctx of p.tcps) this.tcps.get(ctx)?.conn.setPathMss(mss);
+      }
+      return { blockId: b.blockId, status: Status.SUCCESS };
+    }
+    const t = this.tcps.get(b.ctx);
+    if (!t) return fail;
+    if (b.cached) t.conn.update(b.cached as TcpCached);
+    return { blockId: b.blockId, status: Status.SUCCESS };
+  }
+
+  private invalidateBlock(b: RefBlock): BlockResult {
+    const fail = { blockId: b.blockId, status: Status.FAILURE };
+    const invalidateTcp = (ctx: number): void => this.tcps.get(ctx)?.conn.invalidate();
+    if (b.layer === 'tcp') {
+      if (!this.tcps.has(b.ctx)) return fail;
+      invalidateTcp(b.ctx);
+    } else if (b.layer === 'path') {
+      const p = this.paths.get(b.ctx);
+      if (!p) return fail;
+      p.invalidated = true;
+      p.tcps.forEach(invalidateTcp);
+    } else {
+      const n = this.neighbors.get(b.ctx);
+      if (!n) return fail;
+      n.invalidated = true;
+      for (const pc of n.paths) this.paths.get(pc)?.tcps.forEach(invalidateTcp);
+    }
+    return { blockId: b.blockId, status: Status.SUCCESS };
+  }
+
+  // ------------------------------------------------------------------------------ lifecycle
+
+  /** Ask the host to take every connection back (SIGTERM, spec 5.5). */
+  requestUploadAll(): void {
+    this.send({ type: 'StatusIndication', code: AdapterStatus.UploadAll });
+  }
+
+  /** The host binding closed or misbehaved: abort (RST) its connections and free their buffers. */
+  hostGone(): number {
+    const n = this.tcps.size;
+    for (const t of this.tcps.values()) t.conn.destroy();
+    this.tcps.clear();
+    this.flows.clear();
+    this.paths.clear();
+    this.neighbors.clear();
+    this.pendingTerminates.length = 0;
+    for (const ctx of this.lenders) for (const id of this.ledger.lentBy(ctx)) this.ledger.reclaim(id);
+    this.lenders.clear();
+    this.indications.clear();
+    if (n > 0) this.o.log?.('warn', `host binding gone: aborted ${n} offloaded connection(s) with RST`);
+    return n;
+  }
+}
+
+function readU32(a: Uint8Array): number {
+  return ((a[0] << 24) | (a[1] << 16) | (a[2] << 8) | a[3]) >>> 0;
+}
+
+function u32Bytes(n: number): Uint8Array {
+  return new Uint8Array([(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+}
+
+/** Parsed segments are views into a frame buffer the link reuses: keep our own copy. */
+function copySegment(s: TcpSegment): TcpSegment {
+  return { ...s, payload: s.payload.slice(), options: { ...s.options, sack: s.options.sack?.map((b) => ({ ...b })) } };
+}
