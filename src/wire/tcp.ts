@@ -60,8 +60,10 @@ function u32(buf: Uint8Array, o: number): number {
 }
 
 /**
- * Parses the option bytes `buf[start .. end)`; undefined when the list is malformed. Unknown kinds
- * are skipped by their length; a later duplicate of a known kind wins (as in Linux).
+ * Parses the option bytes `buf[start .. end)`; undefined when the list is malformed (Linux would
+ * stop parsing and keep the segment; we drop it). Unknown kinds are skipped by their length; a
+ * later duplicate of a known kind wins (as in Linux). SYN-only options are reported on any
+ * segment: ignoring them outside a SYN is the engine's business.
  */
 export function parseTcpOptions(buf: Uint8Array, start: number, end: number): TcpOptions | undefined {
   const options: TcpOptions = {};
