@@ -224,6 +224,9 @@ export class IntervalSet {
 
 // ================================================================ bounded payload store
 
+/** What a stored chunk costs besides its bytes (node, typed-array header): counted in the budget. */
+const CHUNK_OVERHEAD = 512;
+
 /** One budget for all directions: the oldest chunks go first. */
 class ContentBudget {
   used = 0;
@@ -234,11 +237,11 @@ class ContentBudget {
 
   admit(store: ContentStore, node: Node): void {
     this.fifo.push({ store, node });
-    this.used += node.e - node.s;
+    this.used += node.e - node.s + CHUNK_OVERHEAD;
     while (this.used > this.limit && this.head < this.fifo.length) {
       const old = this.fifo[this.head++]!;
       old.store.remove(old.node);
-      this.used -= old.node.e - old.node.s;
+      this.used -= old.node.e - old.node.s + CHUNK_OVERHEAD;
       this.evicted += old.node.e - old.node.s;
     }
     if (this.head > 4096 && this.head * 2 > this.fifo.length) {
@@ -297,7 +300,8 @@ class ContentStore {
     if (at < e) fresh.push([at, e]);
     if (this.budget.limit > 0) {
       for (const [a, b] of fresh) {
-        const node = newNode(a, b, bytes.slice(a - s, b - s));
+        // A copy: a view would keep the parser's whole read buffer alive.
+        const node = newNode(a, b, new Uint8Array(bytes.subarray(a - s, b - s)));
         const [l, r] = split(this.root, a);
         this.root = merge(merge(l, node), r);
         this.budget.admit(this, node);
@@ -503,7 +507,10 @@ export interface AnalyzeOptions {
   /** Linktype of bare packet arrays (default 1, Ethernet). */
   linktype?: number;
   verifyChecksums?: boolean;
-  /** Payload bytes kept for overlap checks and stream digests, all flows together. Default 64 MiB. */
+  /**
+   * Memory for payload kept for overlap checks and stream digests, all flows together (each
+   * chunk counts its bytes plus 512, about what a chunk object costs). Default 64 MiB.
+   */
   contentBudgetBytes?: number;
   /** Data and ACK events kept per direction for graphs. Default 50000. */
   maxEventsPerDirection?: number;
@@ -1123,6 +1130,7 @@ export class FlowAnalyzer {
   private packets = 0;
   private tcpPackets = 0;
   private nextId = 1;
+  private last: { conn: Connection; key: string; from: string; src: string; dst: string; srcPort: number; dstPort: number } | undefined;
   private readonly limits: Required<Pick<AnalyzeOptions, 'maxEventsPerDirection' | 'maxReportedRanges'>>;
 
   constructor(private readonly opts: AnalyzeOptions = {}) {
@@ -1148,6 +1156,13 @@ export class FlowAnalyzer {
   private addDecoded(info: TcpPacketInfo): void {
     this.tcpPackets++;
     const seg = info.tcp;
+    // Fast path: most packets belong to the flow of the packet before.
+    const last = this.last;
+    if (last && (seg.flags & TCP_SYN) === 0 && seg.srcPort === last.srcPort && seg.dstPort === last.dstPort
+      && info.src === last.src && info.dst === last.dst && this.live.get(last.key) === last.conn) {
+      last.conn.add(info, last.from);
+      return;
+    }
     const from = endpoint(info.ipVersion, info.src, seg.srcPort);
     const to = endpoint(info.ipVersion, info.dst, seg.dstPort);
     const key = from < to ? `${from}|${to}` : `${to}|${from}`;
@@ -1165,6 +1180,7 @@ export class FlowAnalyzer {
       this.live.set(key, conn);
     }
     conn.add(info, from);
+    this.last = { conn, key, from, src: info.src, dst: info.dst, srcPort: seg.srcPort, dstPort: seg.dstPort };
   }
 
   finish(): FlowAnalysis {

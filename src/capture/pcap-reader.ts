@@ -340,7 +340,7 @@ function fitToCapture(ip: Uint8Array): { buf: Uint8Array; wireLength: number; cu
     if (total <= ip.length || ihl < 20) return { buf: ip, wireLength: total, cut: false };
     if (ihl > ip.length) return 'truncated';
     if (!checksumValid(ip, 0, ihl)) return 'bad-checksum';
-    const copy = ip.slice();
+    const copy = new Uint8Array(ip); // a copy (Buffer#slice would be a view)
     copy[2] = copy.length >>> 8;
     copy[3] = copy.length & 0xff;
     copy[10] = 0;
@@ -354,7 +354,7 @@ function fitToCapture(ip: Uint8Array): { buf: Uint8Array; wireLength: number; cu
     if (ip.length < 40) return 'truncated';
     const total = 40 + ((ip[4]! << 8) | ip[5]!);
     if (total <= ip.length) return { buf: ip, wireLength: total, cut: false };
-    const copy = ip.slice();
+    const copy = new Uint8Array(ip); // a copy (Buffer#slice would be a view)
     const pl = copy.length - 40;
     copy[4] = pl >>> 8;
     copy[5] = pl & 0xff;

@@ -287,8 +287,13 @@ describe('link layers down to TCP', () => {
     if (typeof d === 'string') throw new Error(d);
     expect(d.payloadLength).toBe(200);
     expect(sha(d.tcp.payload)).toBe(sha(payload.subarray(0, 10)));
-    // The original is untouched (the length is patched on a copy).
+    // The original is untouched (the length is patched on a copy), also when it is a Buffer
+    // (as pcap-parser delivers it: Buffer#slice makes views, not copies).
     expect(sha(cut)).toBe(sha(eth.subarray(0, cut.length)));
+    const asBuffer = Buffer.from(cut);
+    const d2 = decodeTcpPacket(LINKTYPE_ETHERNET, { timeMs: 1, data: asBuffer, origLength: eth.length });
+    expect(typeof d2 === 'object' && d2.payloadLength).toBe(200);
+    expect(sha(asBuffer)).toBe(sha(cut));
     // A cut TCP header cannot be decoded.
     expect(decodeTcpPacket(LINKTYPE_ETHERNET, { timeMs: 1, data: eth.subarray(0, 14 + 20 + 10), origLength: eth.length })).toBe('truncated');
     // A damaged IPv4 header is still caught when cut.
