@@ -14,11 +14,12 @@ async function exchange(opts: SimHostsOptions, size: number, maxVirtualMs = 600_
   const up = payload(1, size);
   const down = payload(2, size);
   let server: Collector | undefined;
+  // Half-open allowed on both ends: each side ends only after all of its own writes.
   h.b.listen(80, (s) => {
     server = new Collector(s);
     void writeAll(s, down);
-  });
-  const sock = h.a.connect({ host: '10.0.0.2', port: 80 });
+  }, { allowHalfOpen: true });
+  const sock = h.a.connect({ host: '10.0.0.2', port: 80, allowHalfOpen: true });
   const client = new Collector(sock);
   let connected = false;
   sock.on('connect', () => {

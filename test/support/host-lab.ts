@@ -19,6 +19,7 @@ import type { NetemOptions } from '../../src/lab/netem.js';
 import { tsNodeArgs } from '../../src/lab/ts-child.js';
 import { WallClockScheduler } from '../../src/link/scheduler.js';
 import { openTapLink, type TapLink } from '../../src/link/tap.js';
+import type { Link } from '../../src/link/link.js';
 import { HostStack } from '../../src/host/stack.js';
 import type { TcpConfig } from '../../src/tcp/types.js';
 import { ipv4, ipv4ToString, mac } from '../../src/wire/addresses.js';
@@ -42,6 +43,8 @@ export interface HostRig {
   /** Router namespace and its two devices (routed rig only). */
   router?: { ns: string; tapDev: string; vethDev: string };
   link: TapLink;
+  /** What the stack sends through: the TAP, or the wrapper around it. */
+  stackLink: Link;
   scheduler: WallClockScheduler;
   stack: HostStack;
 }
@@ -49,6 +52,8 @@ export interface HostRig {
 export interface RigOptions {
   routed?: boolean;
   tcp?: Partial<TcpConfig>;
+  /** Put a wrapper (e.g. a userspace impairment) between the stack and the TAP. */
+  wrapLink?: (tap: Link) => Link;
 }
 
 export async function buildRig(opts: RigOptions = {}): Promise<HostRig> {
@@ -62,16 +67,17 @@ export async function buildRig(opts: RigOptions = {}): Promise<HostRig> {
     await lab.addAddress(tapNs, link.name, `${TAP_KERNEL_IP}/24`);
     await lab.setLink(tapNs, link.name, { txqueuelen: 10_000, up: true });
     const scheduler = new WallClockScheduler();
+    const stackLink = opts.wrapLink ? opts.wrapLink(link) : link;
     const stack = new HostStack({
-      link, mac: mac(STACK_MAC), scheduler, tcp: opts.tcp,
+      link: stackLink, mac: mac(STACK_MAC), scheduler, tcp: opts.tcp,
       ipv4: { address: ipv4(STACK_IP), prefixLength: 24, gateway: ipv4(TAP_KERNEL_IP) },
     });
-    // Teardown hooks run last-registered first: stack, then scheduler, then the TAP fd.
-    lab.onTeardown(() => link.close());
+    // Teardown hooks run last-registered first: stack, then scheduler, then the link(s).
+    lab.onTeardown(() => stackLink.close());
     lab.onTeardown(() => scheduler.close());
     lab.onTeardown(() => stack.close());
     if (!opts.routed) {
-      return { lab, peerNs: tapNs, peerIp: TAP_KERNEL_IP, peerDev: link.name, link, scheduler, stack };
+      return { lab, peerNs: tapNs, peerIp: TAP_KERNEL_IP, peerDev: link.name, link, stackLink, scheduler, stack };
     }
     const peerNs = await lab.addNamespace('k');
     for (const k of ['all', 'default']) await lab.sysctl(peerNs, `net.ipv6.conf.${k}.disable_ipv6`, 1);
@@ -82,7 +88,7 @@ export async function buildRig(opts: RigOptions = {}): Promise<HostRig> {
     await lab.sysctl(tapNs, 'net.ipv4.ip_forward', 1);
     // One MSS per packet on the peer's side, so netem loses segments, not 64 KB GSO bursts.
     await lab.exec(peerNs, 'ip', ['link', 'set', 'dev', kDev, 'gso_max_segs', '1']);
-    return { lab, peerNs, peerIp: ROUTED_PEER_IP, peerDev: kDev, router: { ns: tapNs, tapDev: link.name, vethDev: rDev }, link, scheduler, stack };
+    return { lab, peerNs, peerIp: ROUTED_PEER_IP, peerDev: kDev, router: { ns: tapNs, tapDev: link.name, vethDev: rDev }, link, stackLink, scheduler, stack };
   } catch (err) {
     await lab.teardown().catch(() => undefined);
     throw err;
