@@ -431,6 +431,8 @@ export interface DirectionReport {
   reordered: Counted;
   /** Exact copies (same seq, length, IPv4 id and TSval): duplicated by the network. */
   duplicates: Counted;
+  /** One-byte segments just below the cumulative ACK (keep-alives): not counted as data. */
+  keepAlives: number;
   overlaps: {
     /** Bytes seen more than once. */
     bytes: number;
@@ -610,6 +612,7 @@ class Direction {
   readonly retrans = { segments: 0, bytes: 0, needed: { segments: 0, bytes: 0 }, spurious: { segments: 0, bytes: 0 }, lostBeforeCapture: { segments: 0, bytes: 0 } };
   readonly reordered = { segments: 0, bytes: 0 };
   readonly duplicates = { segments: 0, bytes: 0 };
+  private keepAlives = 0;
   private overlapBytes = 0;
   private comparedBytes = 0;
   private readonly differing: DifferingOverlap[] = [];
@@ -779,6 +782,11 @@ class Direction {
   private onData(info: TcpPacketInfo, s: number, len: number): void {
     const e = s + len;
     const t = info.timeMs;
+    if (len === 1 && e === this.cumAck) {
+      // A keep-alive carrying one old (often garbage) byte, as BSD and Windows send them.
+      this.keepAlives++;
+      return;
+    }
     const ts = info.tcp.options.ts?.val;
     const id = info.ipId;
     this.dataSegments++;
@@ -1000,6 +1008,7 @@ class Direction {
       retransmissions: structuredClone(this.retrans),
       reordered: { ...this.reordered },
       duplicates: { ...this.duplicates },
+      keepAlives: this.keepAlives,
       overlaps: {
         bytes: this.overlapBytes,
         comparedBytes: this.comparedBytes,

@@ -405,6 +405,20 @@ describe('flow analysis of synthesized captures', () => {
     expect(ab.overlaps.comparedBytes).toBe(1000);
   });
 
+  it('RFC 9293 3.8.4 keep-alives with one garbage byte are neither data nor corruption', async () => {
+    const c = new Conversation().handshake();
+    bulk(c, stream(2 * SEG));
+    c.ack('b', 1 + 2 * SEG);
+    c.at(60_000).data('a', 2 * SEG, new Uint8Array([0xee]));
+    c.ack('b', 1 + 2 * SEG);
+    const ab = only(await c.analyze()).ab;
+    expect(ab.keepAlives).toBe(1);
+    expect(ab).toMatchObject({ dataSegments: 2, payloadBytes: 2000 });
+    expect(ab.overlaps.differingCount).toBe(0);
+    expect(ab.retransmissions.segments).toBe(0);
+    expect(ab.longestPause?.ms).toBe(1);
+  });
+
   it('RST is reported with its time; the verdict fails on it only when asked', async () => {
     const c = new Conversation().handshake();
     bulk(c, stream(2 * SEG));
@@ -646,6 +660,71 @@ async function checkCaptureSet(dir: string): Promise<void> {
   expect(verified.skipped).toEqual({});
   expect(connectionOnPort(verified, small.port).ab.content.sha256).toBe(small.sha256);
 }
+
+/** Frames of a `test/fixtures/linux-*.hex` file (one Ethernet frame per line). */
+function hexFrames(name: string): Array<{ timeMs: number; data: Uint8Array; origLength: number }> {
+  return readFileSync(join(here, '../fixtures', name), 'utf8').split('\n').filter((l) => l.trim() !== '')
+    .map((l, i) => {
+      const data = new Uint8Array(Buffer.from(l.trim(), 'hex'));
+      return { timeMs: i, data, origLength: data.length };
+    });
+}
+
+/** TCP payloads by source port, with plain offset arithmetic (Ethernet, IPv4 IHL or IPv6 fixed header). */
+function payloadsBySourcePort(frames: Array<{ data: Uint8Array }>): Map<number, Uint8Array[]> {
+  const out = new Map<number, Uint8Array[]>();
+  for (const { data: f } of frames) {
+    const type = (f[12]! << 8) | f[13]!;
+    let l4: number;
+    let end: number;
+    if (type === 0x0800 && f[23] === 6) {
+      l4 = 14 + (f[14]! & 0x0f) * 4;
+      end = 14 + ((f[16]! << 8) | f[17]!);
+    } else if (type === 0x86dd && f[20] === 6) {
+      l4 = 54;
+      end = 54 + ((f[18]! << 8) | f[19]!);
+    } else continue;
+    const port = (f[l4]! << 8) | f[l4 + 1]!;
+    const payload = f.subarray(l4 + (f[l4 + 12]! >> 4) * 4, end);
+    if (payload.length > 0) out.set(port, [...(out.get(port) ?? []), payload]);
+  }
+  return out;
+}
+
+describe('flow analysis of the wire fixtures (other Linux captures in this repo)', () => {
+  for (const name of ['linux-tcp4.hex', 'linux-tcp6.hex']) {
+    it(`${name}: an HTTP exchange, both directions complete, digests equal to the payloads`, () => {
+      const frames = hexFrames(name);
+      const a = analyzeFlows(frames);
+      const conn = only(a);
+      expect(conn.state).toBe('closed');
+      const payloads = payloadsBySourcePort(frames);
+      for (const d of [conn.ab, conn.ba]) {
+        const port = Number(d.from.slice(d.from.lastIndexOf(':') + 1));
+        const parts = payloads.get(port)!;
+        const bytes = Buffer.concat(parts);
+        expect(d.stream?.bytes).toBe(bytes.length);
+        expect(d).toMatchObject({ uniqueBytes: bytes.length, ackedBytes: bytes.length, dataSegments: parts.length });
+        expect(d.content.sha256).toBe(sha(bytes));
+      }
+      expect(Buffer.concat(payloads.get(8080)!).toString('latin1')).toContain('hello from the chimney fixture');
+      expect(verdict(a, { failOnRst: true, failOnCaptureGap: true })).toMatchObject({ ok: true, problems: [] });
+    });
+  }
+
+  it('linux-sack.hex: data frames cut from the file show up as capture gaps, not stream gaps', () => {
+    const a = analyzeFlows(hexFrames('linux-sack.hex'));
+    const ab = only(a).ab;
+    expect(ab.acks.sack.blocks).toBeGreaterThan(ab.acks.sack.acks);
+    expect(ab.gaps.streamBytes).toBe(0);
+    expect(ab.gaps.captureBytes).toBe(ab.stream!.bytes - ab.uniqueBytes);
+    expect(ab.gaps.captureBytes).toBeGreaterThan(250_000);
+    const v = verdict(a);
+    expect(v.ok).toBe(true);
+    expect(v.notes[0]).toMatch(/capture gap: \d+ bytes at relative seq \d+-\d+ .*acknowledged by the receiver but missing from the capture/);
+    expect(verdict(a, { failOnCaptureGap: true }).ok).toBe(false);
+  });
+});
 
 describe('flow analysis of real Linux captures', () => {
   it('committed fixtures: options, byte counts, loss and retransmissions, stream digest', async () => {
