@@ -8,6 +8,9 @@
  */
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
+import { copyFileSync, mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../../src/lab/lab.js';
@@ -192,6 +195,28 @@ function waitFor(cond: () => boolean, timeoutMs: number, what: string): Promise<
     tick();
   });
 }
+
+describe('TAP addon loading', () => {
+  it('without a build, says the addon is not built and how to build it (code ENOADDON)', async () => {
+    // A copy of the module in a tree without build/Release: what a fresh checkout sees.
+    const root = mkdtempSync(join(tmpdir(), 'chimney-noaddon-'));
+    try {
+      mkdirSync(join(root, 'src/link'), { recursive: true });
+      for (const f of ['tap.ts', 'link.ts']) copyFileSync(new URL(`../../src/link/${f}`, import.meta.url), join(root, 'src/link', f));
+      const mod = (await import(join(root, 'src/link/tap.ts'))) as typeof import('../../src/link/tap.js');
+      let err: NodeJS.ErrnoException | undefined;
+      try {
+        mod.openTapLink({ name: 'chnever0' });
+      } catch (e) {
+        err = e as NodeJS.ErrnoException;
+      }
+      expect(err?.code).toBe('ENOADDON');
+      expect(err?.message).toMatch(/not built.*npm install.*npx node-gyp rebuild/s);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
 
 // ---- the lab: one namespace per TAP, the TAP's netdev inside it ------------------------------
 
