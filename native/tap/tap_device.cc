@@ -115,7 +115,10 @@ void TapDevice::CloseQuietly() {
              [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     poll_ = nullptr;
   }
-  c_[kDropsOut] += queue_.size();
+  if (owner_) {  // else the environment is going away and the shared counters with it
+    c_[kDropsOut] += queue_.size();
+    c_[kQueued] = 0;
+  }
   queue_.clear();
   queuedBytes_ = 0;
   if (fd_ >= 0) {
