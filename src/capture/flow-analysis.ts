@@ -652,7 +652,7 @@ class Direction {
     this.content = new ContentStore(budget);
   }
 
-  /** True once anything set the sequence base other than a SYN. */
+  /** True once a segment or an ACK of this direction was seen (the sequence base is set). */
   get started(): boolean {
     return this.base !== undefined;
   }
