@@ -210,6 +210,8 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     }
     if (error === undefined) {
       this.pump();
+      // Both FINs exchanged: the stream ends by itself once the application read everything.
+      if (this.connection.peerFinished && this.finalIssued) return;
       if (!this.destroyed) this.destroy();
       return;
     }

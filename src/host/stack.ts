@@ -299,8 +299,8 @@ export class HostStack implements ConnectionHost, ServerHost {
   // ------------------------------------------------------------------------------ input
 
   private receive(frames: readonly Uint8Array[]): void {
-    if (this.closed) return;
     for (const f of frames) {
+      if (this.closed) return; // an application closed the stack from inside a handler
       this.stats.framesIn++;
       try {
         if (this.ethernet) this.inputFrame(f);

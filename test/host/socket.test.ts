@@ -136,6 +136,23 @@ describe('TcpSocket graceful close', () => {
     await h.run(() => got !== undefined && got.closed, 'early end');
     expect(got!.digest()).toBe(sha256(Buffer.from('written before the SYN-ACK')));
   });
+  it('data still unread when the connection finishes closing is delivered, then end and close', async () => {
+    const h = new SimHosts({ seed: 'unread' });
+    const { client, server } = await pair(h);
+    client.pause();
+    const data = payload(8, 100_000);
+    server.end(data);
+    await h.run(() => client.connection.peerFinished, 'peer FIN');
+    client.end();
+    await h.run(() => client.connection.state === TcpState.Closed, 'engine closed (LAST_ACK done)');
+    expect(client.destroyed).toBe(false);
+    const cc = new Collector(client);
+    client.resume();
+    await h.run(() => cc.closed, 'stream done');
+    expect(cc.ended).toBe(true);
+    expect(cc.error).toBeUndefined();
+    expect(cc.digest()).toBe(sha256(data));
+  });
 });
 
 describe('TcpSocket flow control', () => {
@@ -187,22 +204,23 @@ describe('TcpSocket flow control', () => {
     expect(await dataSegments(true)).toBe(2);
   });
 
-  it('keepalive probes an idle connection and reports ETIMEDOUT once the peer is gone', async () => {
+  it('keepalive (setKeepAlive before the handshake, listen option on the server) probes an idle connection and reports ETIMEDOUT once the peer is gone', async () => {
     const h = new SimHosts({ seed: 'ka' });
     let server: TcpSocket | undefined;
-    h.b.listen(80, (s) => { server = s; });
-    const client = h.a.connect({
-      host: IP_B, port: 80, keepAlive: true, keepAliveInitialDelay: 1_000,
-      tcp: { keepalive: { enabled: true, idleMs: 1_000, intervalMs: 500, probes: 3 } },
-    });
+    h.b.listen(80, (s) => { server = s; }, { keepAlive: true, keepAliveInitialDelay: 2_000 });
+    const client = h.a.connect({ host: IP_B, port: 80, tcp: { keepalive: { enabled: false, idleMs: 7_200_000, intervalMs: 500, probes: 3 } } });
+    client.setKeepAlive(true, 1_000);
     const cc = new Collector(client);
     await h.run(() => server !== undefined, 'handshake');
     await h.runFor(5_000);
+    // Idle 1 s then a probe every 1 s (each answered, which restarts the idle time): 4 or 5 by now.
     expect(client.connection.stats.keepaliveProbes).toBeGreaterThanOrEqual(4);
+    expect(server!.connection.stats.keepaliveProbes).toBeGreaterThanOrEqual(1);
     expect(client.connection.state).toBe(TcpState.Established);
     h.linkB.send = () => {}; // B falls silent
     await h.run(() => cc.closed, 'keepalive timeout');
     expect(cc.error?.code).toBe('ETIMEDOUT');
+    expect(client.connection.stats.keepaliveProbes).toBeGreaterThanOrEqual(7);
   });
 });
 
