@@ -38,6 +38,12 @@ function fail(code: SchemaErrorCode, problem: string): never {
 
 // ------------------------------------------------------------------------------ writer / reader
 
+/** A plain Uint8Array over unzeroed memory (Node's allocUnsafeSlow: not from the shared pool). */
+function allocUninitialised(n: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(n);
+  return new Uint8Array(b.buffer, b.byteOffset, n);
+}
+
 export class Writer {
   buf: Uint8Array;
   private view: DataView;
@@ -46,8 +52,8 @@ export class Writer {
   depth = 0;
 
   constructor(initialBytes = 256) {
-    this.buf = new Uint8Array(initialBytes);
-    this.view = new DataView(this.buf.buffer);
+    this.buf = allocUninitialised(initialBytes);
+    this.view = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
   }
 
   ensure(n: number): void {
@@ -55,10 +61,11 @@ export class Writer {
     if (need <= this.buf.length) return;
     let size = this.buf.length * 2;
     while (size < need) size *= 2;
-    const next = new Uint8Array(size);
+    // Every byte below pos is copied and everything above is written before it is read: skip the zero fill.
+    const next = allocUninitialised(size);
     next.set(this.buf.subarray(0, this.pos));
     this.buf = next;
-    this.view = new DataView(next.buffer);
+    this.view = new DataView(next.buffer, next.byteOffset, next.byteLength);
   }
 
   u8(v: number): void {
@@ -487,7 +494,8 @@ export function array<T>(of: Codec<T>, limits: ArrayLimits): Codec<T[]> {
     4 + min * of.minSize,
     (w, v) => {
       if (!Array.isArray(v)) fail('invalid', 'is not an array');
-      if (v.length < min || v.length > max) fail('limit', `count ${v.length} is outside ${min}..${max}`);
+      if (v.length > max) fail('limit', `count ${v.length} exceeds the maximum ${max}`);
+      if (v.length < min) fail('invalid', `count ${v.length} is below the minimum ${min}`);
       w.u32(v.length);
       for (let i = 0; i < v.length; i++) {
         try {
@@ -499,7 +507,8 @@ export function array<T>(of: Codec<T>, limits: ArrayLimits): Codec<T[]> {
     },
     (r) => {
       const n = r.u32();
-      if (n < min || n > max) fail('limit', `count ${n} is outside ${min}..${max}`);
+      if (n > max) fail('limit', `count ${n} exceeds the maximum ${max}`);
+      if (n < min) fail('invalid', `count ${n} is below the minimum ${min}`);
       if (n * of.minSize > r.remaining) fail('truncated', `count ${n} needs at least ${n * of.minSize} bytes, ${r.remaining} left`);
       const out = new Array<T>(n);
       for (let i = 0; i < n; i++) {

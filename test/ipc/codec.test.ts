@@ -195,7 +195,7 @@ describe('validation on encode and decode', () => {
       .toBe('dependents of a neighbor block are path blocks; children[0] is a tcp block');
     expect(encodeError({ type: 'InitiateOffload', opId: 1, blocks: [leaf(1, 'path'), leaf(1, 'path')] }).problem).toBe('blockId 1 appears twice');
     expect(encodeError({ type: 'InitiateOffload', opId: 1, blocks: [leaf(1, 'path'), leaf(2, 'tcp')] }).problem).toMatch(/root blocks are one layer/);
-    expect(encodeError({ type: 'InitiateOffload', opId: 1, blocks: [] }).problem).toBe('count 0 is outside 1..65535');
+    expect(encodeError({ type: 'InitiateOffload', opId: 1, blocks: [] }).problem).toBe('count 0 is below the minimum 1');
   });
 
   it('block trees: a fourth nesting level is refused before it is walked, however deep the input', () => {
