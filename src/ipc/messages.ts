@@ -67,7 +67,7 @@ const hello = refine(
   struct('Hello', 'first message on the stream, in both directions', {
     version: f(u16, 'protocol version the sender speaks; must equal the peer\'s', '8.1'),
     role: f(role, 'host or target; each side expects the other role', '8.1'),
-    software: f(string(MAX_SOFTWARE_BYTES), 'name and version of the sending program, for logs', ''),
+    software: f(string(MAX_SOFTWARE_BYTES), 'name and version of the sending program, for logs', '8.1'),
     capabilities: f(opt(capabilities), 'target only: its capabilities', '2.8, 8.1'),
   }),
   'a target hello carries capabilities, a host hello does not',
@@ -78,7 +78,7 @@ const error = struct('Error', 'the reply to a message that could not be decoded 
   refKind: f(u16, 'type code of the offending message; 0 when unknown (e.g. a bad frame length)', '8.1'),
   refId: f(id, 'first u32 of the offending body (its opId, ctx or indicationId), or 0', '8.1'),
   status: f(status, 'an IPC_* or NDIS status', '1.7'),
-  problem: f(string(MAX_PROBLEM_BYTES), 'what was wrong, for a human: "TcpSend for unknown context 7"', ''),
+  problem: f(string(MAX_PROBLEM_BYTES), 'what was wrong, for a human: "TcpSend for unknown context 7"', '8.1, 8.2'),
 });
 
 // ------------------------------------------------------------------------------------- control
