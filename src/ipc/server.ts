@@ -57,7 +57,10 @@ export class IpcServer {
     const server = createServer();
     // Connections that arrive before the server object exists wait here (none can: the name is not public yet).
     const early: Socket[] = [];
-    const hold = (socket: Socket): void => void early.push(socket);
+    const hold = (socket: Socket): void => {
+      socket.on('error', () => undefined);
+      early.push(socket);
+    };
     server.on('connection', hold);
     try {
       await new Promise<void>((resolve, reject) => {

@@ -223,6 +223,24 @@ describe('validation on encode and decode', () => {
     expect(decodeError(nested(3)).problem).toBe('dependents of a neighbor block are path blocks; children[0] is a neighbor block');
   });
 
+  it('reference trees (query/update/invalidate/terminate) are depth-bounded the same way', () => {
+    const w = new Writer();
+    w.u32(0);
+    w.u16(MESSAGES.QueryOffload.code);
+    w.u32(3);
+    w.u32(1);
+    const levels = 100_000;
+    for (let i = 0; i < levels; i++) {
+      w.u32(i + 1);
+      w.u32(i + 1000);
+      w.u8(i % 3);
+      w.u32(i === levels - 1 ? 0 : 1);
+    }
+    w.patchU32(0, w.pos - 4);
+    const e = decodeError(w.finish());
+    expect([e.code, e.path, e.refId]).toEqual(['depth', 'blocks[0].children[0].children[0].children[0]', 3]);
+  });
+
   it('send chain at initiate: bytes, no ackedBytes, head/tail naming the first and last buffer (spec 3.6, 8.1)', () => {
     expect(encodeError(tcpBlock({ sendChain: [{ bufferId: 1, bytes: new Uint8Array(1) }], sendDataHead: 2, sendDataTail: 1 })).problem).toBe('sendDataHead 2 is not the first chain buffer 1');
     expect(encodeError(tcpBlock({ sendChain: [{ bufferId: 1 }], sendDataHead: 1, sendDataTail: 1 })).problem).toBe('sendChain[0] carries no bytes at initiate');
