@@ -168,11 +168,11 @@ export const tcpDelegated: Codec<TcpDelegated> = struct('TcpDelegated', 'TCP_OFF
   rtCount: f(u8, 'Retransmit.Count', '1.5'),
   rtTimeoutDelta: f(timer, 'Retransmit.TimeoutDelta: ticks to the retransmit, persist or FIN_WAIT_2 timeout', '1.5, 5.4'),
   dWnd: f(u32, 'DWnd: undocumented in NDIS; send 0', '1.5, 9'),
-  sendChain: f(opt(array(sendChainEntry, { max: MAX_LIST, min: 1 })), 'initiate / terminate: outstanding send data from SndUna, in posting order', '3.6, 6.3'),
-  sendDataHead: f(opt(id), 'initiate / terminate: bufferId of the first chain entry (present exactly when the chain is)', '1.5, 8.1'),
+  sendChain: f(opt(array(sendChainEntry, { max: MAX_LIST })), 'initiate / terminate: outstanding send data from SndUna, in posting order (absent or empty: none)', '3.6, 6.3'),
+  sendDataHead: f(opt(id), 'initiate / terminate: bufferId of the first chain entry (present exactly when the chain has entries)', '1.5, 8.1'),
   sendDataTail: f(opt(id), 'initiate / terminate: bufferId of the last chain entry', '1.5, 8.1'),
   bufferedData: f(opt(bytes(MAX_DATA_BYTES, 1)), 'initiate only: the host\'s received, acknowledged, undelivered bytes, ending at RcvNxt', '6.10, 8.1'),
-  bufferedBuffers: f(opt(array(lentBuffer, { max: MAX_LIST, min: 1 })), 'terminate only: the target\'s undelivered bytes, in order, ending at RcvNxt, lent until returned', '6.4, 8.1'),
+  bufferedBuffers: f(opt(array(lentBuffer, { max: MAX_LIST })), 'terminate only: the target\'s undelivered bytes, in order, ending at RcvNxt, lent until returned', '6.4, 8.1'),
   sendBacklogSize: f(opt(u32), 'query only: preferred outstanding send bytes; 0xFFFFFFFF = unsupported', '3.4'),
   receiveBacklogSize: f(opt(u32), 'query only: receive bytes buffered in the target; 0xFFFFFFFF = unsupported', '1.5'),
 });
@@ -210,8 +210,8 @@ export function delegatedProblem(d: TcpDelegated, op: OpName): string | undefine
     if (d[k] !== undefined && !ALLOWED_TAIL[op].includes(k)) return `delegated.${k} is not significant in ${op}`;
   }
   const chain = d.sendChain;
-  if (chain === undefined) {
-    if (d.sendDataHead !== undefined || d.sendDataTail !== undefined) return 'sendDataHead/sendDataTail given without a sendChain';
+  if (chain === undefined || chain.length === 0) {
+    if (d.sendDataHead !== undefined || d.sendDataTail !== undefined) return 'sendDataHead/sendDataTail given without send chain buffers';
   } else {
     if (d.sendDataHead !== chain[0]!.bufferId) return `sendDataHead ${String(d.sendDataHead)} is not the first chain buffer ${chain[0]!.bufferId}`;
     if (d.sendDataTail !== chain[chain.length - 1]!.bufferId) {

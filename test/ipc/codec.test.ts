@@ -129,7 +129,7 @@ describe('wire format (docs/ipc-protocol.md examples)', () => {
     const h = createHash('sha256');
     for (const m of SAMPLES) h.update(encodeFrame(m));
     // Changing any encoding changes this digest: then bump PROTOCOL_VERSION and update the document.
-    expect(h.digest('hex')).toBe('937c2dd7febca0465ec2df5ec5df8f987edc1c540b3cb5b29dbbf191a7062b44');
+    expect(h.digest('hex')).toBe('3d8a70657b17eb8d68809796de1d943eb1a409a86251ad9be0a7f6f678664201');
   });
 });
 
@@ -245,7 +245,8 @@ describe('validation on encode and decode', () => {
     expect(encodeError(tcpBlock({ sendChain: [{ bufferId: 1, bytes: new Uint8Array(1) }], sendDataHead: 2, sendDataTail: 1 })).problem).toBe('sendDataHead 2 is not the first chain buffer 1');
     expect(encodeError(tcpBlock({ sendChain: [{ bufferId: 1 }], sendDataHead: 1, sendDataTail: 1 })).problem).toBe('sendChain[0] carries no bytes at initiate');
     expect(encodeError(tcpBlock({ sendChain: [{ bufferId: 1, bytes: new Uint8Array(1), ackedBytes: 0 }], sendDataHead: 1, sendDataTail: 1 })).problem).toBe('sendChain[0].ackedBytes is not significant at initiate');
-    expect(encodeError(tcpBlock({ sendDataHead: 1 })).problem).toBe('sendDataHead/sendDataTail given without a sendChain');
+    expect(encodeError(tcpBlock({ sendDataHead: 1 })).problem).toBe('sendDataHead/sendDataTail given without send chain buffers');
+    expect(encodeError(tcpBlock({ sendChain: [], sendDataTail: 1 })).problem).toBe('sendDataHead/sendDataTail given without send chain buffers');
     expect(encodeError(tcpBlock({ bufferedBuffers: [{ bufferId: 1, bytes: new Uint8Array(1) }] })).problem).toBe('delegated.bufferedBuffers is not significant in initiate');
     expect(encodeError(tcpBlock({ sendBacklogSize: 1 })).problem).toBe('delegated.sendBacklogSize is not significant in initiate');
   });

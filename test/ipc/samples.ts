@@ -119,6 +119,7 @@ export const terminateResults: BlockResult[] = [
     },
   },
   { blockId: 4, status: Status.FAILURE, tcp: { delegated: tcpState({ state: Conn.Closed, kaTimeoutDelta: -1, rtTimeoutDelta: -1 }).delegated } },
+  { blockId: 5, status: Status.SUCCESS, tcp: { delegated: tcpState({ sendChain: [], bufferedBuffers: [] }).delegated } },
 ];
 
 const caps = { supportIPv4: true, supportIPv6: false, supportSack: true, tcpConnectionOffloadCapacity: MAX, ticksPerSecond: 1000 };
