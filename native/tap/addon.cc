@@ -48,6 +48,9 @@ Napi::Value OpenTapJs(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
+  data->drain = new Drain();
+  data->drain->owner = data;
+  napi_add_async_cleanup_hook(env, OnEnvCleanup, data->drain, &data->drain->hook);
   env.SetInstanceData<AddonData>(data);
   Napi::Function ctor = TapDevice::Define(env);
   data->tapConstructor = Napi::Persistent(ctor);

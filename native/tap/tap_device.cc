@@ -7,6 +7,8 @@
 
 namespace chimney {
 
+void MaybeFinishDrain(Drain* d);
+
 const char* const kCounterNames[kCounterCount] = {
     "framesIn", "bytesIn", "framesOut", "bytesOut", "dropsOut", "bursts",
     "burstCapHits", "maxBurst", "eagainWrites", "writeErrors", "readErrors", "queued"};
@@ -31,9 +33,27 @@ Napi::Error ErrnoError(Napi::Env env, int err, const std::string& message) {
 
 }  // namespace
 
+void MaybeFinishDrain(Drain* d) {
+  if (!d->draining || d->pending > 0) return;
+  for (TapDevice* dev : d->live) dev->drain_ = nullptr;
+  if (d->owner) d->owner->drain = nullptr;
+  napi_remove_async_cleanup_hook(d->hook);
+  delete d;
+}
+
+void OnEnvCleanup(napi_async_cleanup_hook_handle, void* arg) {
+  auto* d = static_cast<Drain*>(arg);
+  d->draining = true;
+  std::vector<TapDevice*> open(d->live.begin(), d->live.end());
+  for (TapDevice* dev : open) dev->CloseQuietly();
+  MaybeFinishDrain(d);
+}
+
 AddonData::~AddonData() {
-  for (TapDevice* d : live) {
-    d->owner_ = nullptr;  // first: the shared counter memory may already be gone
+  if (!drain) return;
+  drain->owner = nullptr;
+  for (TapDevice* d : drain->live) {
+    d->countersValid_ = false;  // first: the shared counter memory may already be gone
     d->CloseQuietly();
   }
 }
@@ -95,13 +115,13 @@ TapDevice::TapDevice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TapDevic
   c_ = counters.Data();
   countersRef_ = Napi::Persistent(counters);
 
-  owner_ = Data(env);
-  owner_->live.insert(this);
+  drain_ = Data(env)->drain;
+  if (drain_) drain_->live.insert(this);
 }
 
 TapDevice::~TapDevice() {
   CloseQuietly();
-  if (owner_) owner_->live.erase(this);
+  if (drain_) drain_->live.erase(this);
 }
 
 void TapDevice::CloseQuietly() {
@@ -110,12 +130,21 @@ void TapDevice::CloseQuietly() {
   reading_ = false;
   if (poll_) {
     uv_poll_stop(poll_);
-    // The handle outlives this object until libuv is done with it; its close callback frees it.
-    uv_close(reinterpret_cast<uv_handle_t*>(poll_),
-             [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
+    // The handle outlives this object until libuv is done with it; its close callback frees it
+    // and tells the drain (if any) that one close less is pending.
+    poll_->data = drain_;
+    if (drain_) drain_->pending++;
+    uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) {
+      auto* d = static_cast<Drain*>(h->data);
+      delete reinterpret_cast<uv_poll_t*>(h);
+      if (d) {
+        d->pending--;
+        MaybeFinishDrain(d);
+      }
+    });
     poll_ = nullptr;
   }
-  if (owner_) {  // else the environment is going away and the shared counters with it
+  if (countersValid_) {  // else the environment is going away and the shared counters with it
     c_[kDropsOut] += queue_.size();
     c_[kQueued] = 0;
   }

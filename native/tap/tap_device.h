@@ -18,13 +18,26 @@ namespace chimney {
 
 class TapDevice;
 
-// Per-environment state (main thread or worker): the class constructor and the open devices,
-// so an environment teardown can close what JS forgot to.
+// Open devices and poll handles still closing, per environment (main thread or worker). At
+// environment teardown an async cleanup hook closes what JS left open and keeps the addon loaded
+// until every uv_close callback has run: the callbacks are code in this shared object, and a worker
+// unloads it right after teardown.
+struct Drain {
+  std::set<TapDevice*> live;
+  napi_async_cleanup_hook_handle hook = nullptr;
+  int pending = 0;        // poll handles whose uv_close callback has not run yet
+  bool draining = false;  // the cleanup hook has started
+  struct AddonData* owner = nullptr;
+};
+
 struct AddonData {
   Napi::FunctionReference tapConstructor;
-  std::set<TapDevice*> live;
+  Drain* drain = nullptr;  // cleared when the drain finishes first
   ~AddonData();
 };
+
+// Runs at environment teardown: closes live devices, finishes once no close is pending.
+void OnEnvCleanup(napi_async_cleanup_hook_handle handle, void* arg);
 
 // Counters live in a Float64Array shared with JS, so reading them costs no native call.
 // Byte counts are frame bytes (vnet header excluded).
@@ -55,7 +68,8 @@ class TapDevice : public Napi::ObjectWrap<TapDevice> {
 
   // Closes without calling into JS (finalizer and environment teardown).
   void CloseQuietly();
-  AddonData* owner_ = nullptr;  // cleared if the environment's data goes first
+  Drain* drain_ = nullptr;      // cleared when the drain has finished (all devices closed)
+  bool countersValid_ = true;   // false once the environment frees the shared counter memory
 
   // Per burst: at most this many frames, and reading stops once less than one slot of room is
   // left in the 1 MiB burst area, so one busy TAP cannot starve the event loop.

@@ -422,6 +422,33 @@ describe.skipIf(!avail.ok)('TAP link (native addon) against the kernel', () => {
     expect(e2.message).toMatch(/CAP_NET_ADMIN/);
   });
 
+  it('a worker that exits or is terminated with devices open (reading, queued, closed) tears down cleanly', async () => {
+    // Regression: uv_close callbacks run after a worker's teardown, when the addon is unloaded;
+    // the async cleanup hook keeps it loaded until they have run (this used to SIGSEGV).
+    const worker = [
+      `const a = require(${JSON.stringify(ADDON_PATH)});`,
+      'const mode = require("worker_threads").workerData;',
+      `const d = a.openTap(${JSON.stringify(lab.devName('w%d'))}); d.start(() => {});`,
+      `const e = a.openTap(${JSON.stringify(lab.devName('w%d'))});`,
+      'if (mode === 1) { d._testFailWrites(1000, 11); d.write([new Uint8Array(60)]); }',
+      'if (mode === 2) { d.close(); e.close(); }',
+      'if (mode !== 3) setTimeout(() => process.exit(0), 30);',
+    ].join('\n');
+    const main = [
+      'const { Worker } = require("worker_threads");',
+      'const codes = [];',
+      'for (let i = 0; i < 4; i++) {',
+      `  const w = new Worker(${JSON.stringify(worker)}, { eval: true, workerData: i });`,
+      '  w.on("exit", (c) => { codes.push(i); if (codes.length === 4) console.log("all exited"); });',
+      '  if (i === 3) setTimeout(() => w.terminate(), 60);',
+      '}',
+    ].join('\n');
+    const { stdout } = await run(process.execPath, ['-e', main]);
+    expect(stdout.trim()).toBe('all exited');
+    const { stdout: links } = await run('ip', ['-br', 'link']);
+    expect(links).not.toContain(lab.devName('w'));
+  });
+
   it('negotiates the vnet header and offloads, falling back to what the kernel accepts', () => {
     const addon = loadTapAddon();
     const d = addon.openTap(lab.devName('v%d'), { vnetHdr: true, offloads: TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | 0x8000 });
