@@ -338,9 +338,9 @@ export class TargetCore {
   private transmit(ctx: number, segs: TcpSegment[]): void {
     const t = this.tcps.get(ctx);
     if (!t) return;
-    const p = this.paths.get(t.path)!;
-    const n = this.neighbors.get(p.neighbor!)!;
-    if (p.invalidated || n.invalidated || t.conn.invalidated) return; // R64
+    const p = this.paths.get(t.path);
+    const n = p?.neighbor === undefined ? undefined : this.neighbors.get(p.neighbor);
+    if (!p || !n || p.invalidated || n.invalidated || t.conn.invalidated) return; // R64
     const srcMac = macEquals(n.state.const.dlSourceAddress, ZERO_MAC) ? this.o.interfaceMac : n.state.const.dlSourceAddress;
     const cached = t.conn.cached;
     for (const segment of segs) {
@@ -411,7 +411,12 @@ export class TargetCore {
       const terminated = new Set<number>();
       const collect = (b: RefBlock): void => { terminated.add(b.ctx); b.children.forEach(collect); };
       t.blocks.forEach(collect);
-      const results = this.refResults(t.blocks, (b) => this.terminateBlock(b, terminated));
+      // Dependents first (a TCP connection still sends its last ACK through its path and
+      // neighbor), results reported in tree order.
+      const byBlock = new Map<number, BlockResult>();
+      const post = (b: RefBlock): void => { b.children.forEach(post); byBlock.set(b.blockId, this.terminateBlock(b, terminated)); };
+      t.blocks.forEach(post);
+      const results = this.refResults(t.blocks, (b) => byBlock.get(b.blockId)!);
       this.send({ type: 'TerminateOffloadComplete', opId: t.opId, results });
     }
   }

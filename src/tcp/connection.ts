@@ -48,6 +48,7 @@ export interface TcpStats {
   windowProbes: number;
   keepaliveProbes: number;
   droppedUnacceptable: number;
+  renegings: number;
 }
 
 export interface ConnectOptions {
@@ -76,6 +77,8 @@ export interface ImportOptions {
 
 export interface ExportOptions {
   msPerTick?: number;
+  /** Send a pending delayed ACK first (default true; a query must not change anything). */
+  flushAck?: boolean;
   /** Include engine-private details for an exact engine-to-engine move. */
   includePrivate?: boolean;
 }
@@ -176,6 +179,7 @@ export class TcpConnection {
     segmentsIn: 0, segmentsOut: 0, bytesIn: 0, bytesOut: 0, retransmittedSegments: 0,
     retransmittedBytes: 0, fastRetransmits: 0, timeouts: 0, dupAcksIn: 0, outOfOrderSegments: 0,
     challengeAcks: 0, pawsDrops: 0, windowProbes: 0, keepaliveProbes: 0, droppedUnacceptable: 0,
+    renegings: 0,
   };
 
   private constructor(config: Partial<TcpConfig> | undefined, localPort: number, remotePort: number, now: number) {
@@ -402,6 +406,18 @@ export class TcpConnection {
     this.cc.setMss(this.sndMss);
   }
 
+  /**
+   * Take in-order bytes for a consumer that delivers them later (an offload target's delivery
+   * algorithm): they stay counted against the window as reserved bytes until the consumer lowers
+   * the reservation with `setReceiveReserved`.
+   */
+  takeReceived(max: number, now: number): Uint8Array {
+    this.now = now;
+    const out = this.rcvBuf.shift(max);
+    this.receiveReserved += out.length;
+    return out;
+  }
+
   /** Graceful close: a FIN follows the queued data. */
   close(now: number): void {
     this.now = now;
@@ -476,6 +492,7 @@ export class TcpConnection {
     if (!(seg.flags & TCP_SYN)) return;
     this.irs = seg.seq;
     this._rcvNxt = seqAdd(seg.seq, 1);
+    this.advertisedEdge = this._rcvNxt; // nothing advertised yet in this sequence space
     this.applyNegotiation(seg.options);
     if (this.tsEnabled && seg.options.ts) {
       this.setTsRecent(seg.options.ts.val);
@@ -678,6 +695,7 @@ export class TcpConnection {
       this.cc.onAck(ackedSeq, this.now, this.rto.srtt, flightBefore);
     }
     if (seqLt(this.highRxt, this._sndUna)) this.highRxt = this._sndUna;
+    if (this.sackEnabled && this._sndUna !== this._sndMax && this.scoreboard.isSacked(this._sndUna)) this.onReneging();
     // Timers (RFC 6298 5.2/5.3).
     if (this._sndUna === this._sndMax) {
       if (this.rtxMode === 'rto') this.stopRtx();
@@ -710,6 +728,23 @@ export class TcpConnection {
       default:
         break;
     }
+  }
+
+  /**
+   * The cumulative ACK stopped at a byte the receiver had SACKed: it dropped SACKed data (RFC 2018
+   * section 8 allows it; a chimney target must at terminate, spec 6.7). Forget the scoreboard and
+   * resend from SND.UNA, as Linux does on detecting reneging.
+   */
+  private onReneging(): void {
+    this.stats.renegings++;
+    this.scoreboard.clear();
+    this.inRecovery = false;
+    this.dupAcks = 0;
+    this.recoveryPoint = this._sndMax;
+    this._sndNxt = this._sndUna;
+    this.highRxt = this._sndUna;
+    this.rttSeq = undefined;
+    this.retransmitAt(this._sndUna);
   }
 
   private onDupAck(): void {
@@ -1218,7 +1253,8 @@ export class TcpConnection {
       if (avail < 0) return; // everything including our FIN has been sent
       const retransmitting = seqLt(this._sndNxt, this._sndMax);
       const inFlight = seqDiff(this._sndNxt, this._sndUna);
-      const usable = Math.min(this._sndWnd, this.cc.cwnd) - inFlight;
+      // cwnd may be fractional (CUBIC): only whole bytes can be sent.
+      const usable = Math.floor(Math.min(this._sndWnd, this.cc.cwnd) - inFlight);
       const room = this.maxPayload();
       let len = Math.min(avail, room, Math.max(0, usable));
       if (this.sackEnabled && retransmitting) len = this.clipAtSacked(this._sndNxt, len);
@@ -1313,7 +1349,7 @@ export class TcpConnection {
   export(now: number, opts: ExportOptions = {}): TcpExport {
     this.now = now;
     const msPerTick = opts.msPerTick ?? 1;
-    if (!opts.includePrivate && (this.ackDeadline !== undefined || this.ackNow)) {
+    if (!opts.includePrivate && opts.flushAck !== false && (this.ackDeadline !== undefined || this.ackNow)) {
       this.ackNow = true;
       this.flushAck();
     }
@@ -1335,8 +1371,8 @@ export class TcpConnection {
         sndWnd: this._sndWnd,
         maxSndWnd: this.maxSndWnd,
         sndWl1: this.sndWl1,
-        cwnd: this.cc.cwnd,
-        ssthresh: Math.min(this.cc.ssthresh, 0xffffffff),
+        cwnd: Math.floor(this.cc.cwnd),
+        ssthresh: Math.floor(Math.min(this.cc.ssthresh, 0xffffffff)),
         srttX8: scaled.srttX8,
         rttvarX4: scaled.rttvarX4,
         tsRecent: this.tsRecent,
