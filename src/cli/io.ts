@@ -1,0 +1,29 @@
+/** Where a subcommand writes: injected so tests capture it. */
+export interface CliIo {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/** Parse `--name value` / `--flag` options; positional arguments in order. */
+export function parseArgs(args: string[], spec: { values: string[]; flags: string[] }): { positional: string[]; values: Map<string, string>; flags: Set<string>; problem?: string } {
+  const positional: string[] = [];
+  const values = new Map<string, string>();
+  const flags = new Set<string>();
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!a.startsWith('--')) {
+      positional.push(a);
+      continue;
+    }
+    const name = a.slice(2);
+    if (spec.flags.includes(name)) flags.add(name);
+    else if (spec.values.includes(name)) {
+      const v = args[++i];
+      if (v === undefined) return { positional, values, flags, problem: `option --${name} needs a value` };
+      values.set(name, v);
+    } else {
+      return { positional, values, flags, problem: `unknown option ${a}` };
+    }
+  }
+  return { positional, values, flags };
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env node
+/**
+ * The `chimney` command. Each subcommand is a module exporting `run(args, io) -> exit code`, so
+ * tests call it in-process. Exit codes: 0 ok, 1 the check failed (e.g. a gap in a capture),
+ * 2 usage error, 3 runtime error (file missing, unreadable).
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { runVerify, VERIFY_HELP } from './verify.js';
+import { runGraph, GRAPH_HELP } from './graph.js';
+import type { CliIo } from './io.js';
+
+const COMMANDS: Record<string, { summary: string; help: string; run: (args: string[], io: CliIo) => Promise<number> }> = {
+  verify: { summary: 'check the TCP flows of a pcap: gaps, corruption, retransmissions, RSTs', help: VERIFY_HELP, run: runVerify },
+  graph: { summary: 'draw a time-sequence graph (SVG, PNG when a converter exists) of a flow in a pcap', help: GRAPH_HELP, run: runGraph },
+};
+
+function version(): string {
+  try {
+    const here = dirname(fileURLToPath(import.meta.url));
+    for (const p of [join(here, '../../package.json'), join(here, '../../../package.json')]) {
+      try {
+        return (JSON.parse(readFileSync(p, 'utf8')) as { version: string }).version;
+      } catch { /* try the next layout (src/ or dist/src/) */ }
+    }
+  } catch { /* fall through */ }
+  return 'unknown';
+}
+
+export function mainHelp(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`);
+  return [
+    'usage: chimney <command> [options]',
+    '',
+    'commands:',
+    ...lines,
+    '',
+    'chimney <command> --help shows the options of a command; chimney --version the version.',
+  ].join('\n');
+}
+
+export async function main(argv: string[], io: CliIo): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (cmd === undefined || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    io.out(mainHelp());
+    return cmd === undefined ? 2 : 0;
+  }
+  if (cmd === '--version' || cmd === '-V') {
+    io.out(version());
+    return 0;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    io.err(`chimney: unknown command '${cmd}'\n\n${mainHelp()}`);
+    return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    io.out(c.help);
+    return 0;
+  }
+  try {
+    return await c.run(rest, io);
+  } catch (e) {
+    io.err(`chimney ${cmd}: ${(e as Error).message}`);
+    return 3;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1];
+if (invokedDirectly) {
+  main(process.argv.slice(2), { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) })
+    .then((code) => { process.exitCode = code; });
+}
