@@ -329,6 +329,7 @@ export class TargetCore {
     this.tcps.set(ctx, { conn, path: p.ctx, key });
     this.flows.set(key, ctx);
     p.tcps.add(ctx);
+    conn.start();
     this.o.log?.('info', 'connection offloaded', { ctx, handle: b.handle, flow: key });
     return { status: Status.SUCCESS, ctx };
   }
@@ -408,17 +409,41 @@ export class TargetCore {
       const t = this.pendingTerminates[0];
       if (!t.conns.every((c) => c.canCompleteTerminate)) return;
       this.pendingTerminates.shift();
-      const terminated = new Set<number>();
-      const collect = (b: RefBlock): void => { terminated.add(b.ctx); b.children.forEach(collect); };
+      const all: RefBlock[] = [];
+      const collect = (b: RefBlock): void => { all.push(b); b.children.forEach(collect); };
       t.blocks.forEach(collect);
-      // Dependents first (a TCP connection still sends its last ACK through its path and
-      // neighbor), results reported in tree order.
+      const terminated = this.terminable(all);
+      // TCP first, then paths, then neighbors, wherever they sit in the tree: a connection still
+      // sends its last ACK through its path and neighbor. Results are reported in tree order.
       const byBlock = new Map<number, BlockResult>();
-      const post = (b: RefBlock): void => { b.children.forEach(post); byBlock.set(b.blockId, this.terminateBlock(b, terminated)); };
-      t.blocks.forEach(post);
+      for (const layer of ['tcp', 'path', 'neighbor'] as const) {
+        for (const b of all) if (b.layer === layer) byBlock.set(b.blockId, this.terminateBlock(b, terminated));
+      }
       const results = this.refResults(t.blocks, (b) => byBlock.get(b.blockId)!);
       this.send({ type: 'TerminateOffloadComplete', opId: t.opId, results });
     }
+  }
+
+  /**
+   * R33: the path and neighbor contexts of a terminate tree that can go without orphaning anything:
+   * every dependent is terminated in the same request (and can itself go). Iterated to a fixpoint
+   * because a path that stays keeps its neighbor too. TCP contexts are always terminable.
+   */
+  private terminable(blocks: readonly RefBlock[]): Set<number> {
+    const ok = new Set<number>();
+    for (const b of blocks) if (this.exists(b.ctx, b.layer)) ok.add(b.ctx);
+    for (let changed = true; changed;) {
+      changed = false;
+      for (const b of blocks) {
+        if (!ok.has(b.ctx) || b.layer === 'tcp') continue;
+        const deps = b.layer === 'path' ? this.paths.get(b.ctx)!.tcps : this.neighbors.get(b.ctx)!.paths;
+        if ([...deps].some((c) => !ok.has(c))) {
+          ok.delete(b.ctx);
+          changed = true;
+        }
+      }
+    }
+    return ok;
   }
 
   private sendMode(): TerminateSendMode {
@@ -444,14 +469,14 @@ export class TargetCore {
       const p = this.paths.get(b.ctx);
       if (!p) return { blockId: b.blockId, status: Status.FAILURE };
       // R33: never orphan dependents.
-      if ([...p.tcps].some((c) => !terminated.has(c))) return { blockId: b.blockId, status: Status.FAILURE };
+      if (!terminated.has(b.ctx)) return { blockId: b.blockId, status: Status.FAILURE };
       this.paths.delete(b.ctx);
       if (p.neighbor !== undefined) this.neighbors.get(p.neighbor)?.paths.delete(b.ctx);
       return { blockId: b.blockId, status: Status.SUCCESS };
     }
     const n = this.neighbors.get(b.ctx);
     if (!n) return { blockId: b.blockId, status: Status.FAILURE };
-    if ([...n.paths].some((c) => !terminated.has(c))) return { blockId: b.blockId, status: Status.FAILURE };
+    if (!terminated.has(b.ctx)) return { blockId: b.blockId, status: Status.FAILURE };
     this.neighbors.delete(b.ctx);
     return { blockId: b.blockId, status: Status.SUCCESS, neighbor: { delegated: { nicReachabilityDelta: n.state.delegated.nicReachabilityDelta } } };
   }

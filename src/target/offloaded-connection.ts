@@ -209,6 +209,15 @@ export class OffloadedConnection {
     this.afterDelivery();
   }
 
+  /**
+   * Called once the target has registered the connection (its segments can be framed): spec
+   * 3.2.5/3.6 (R49) send the handed-over data at once, [SndNxt, SndMax) first, and a timer delta
+   * of 0 fires now. The import alone produces no output.
+   */
+  start(): void {
+    this.driver.run((c, now) => c.onTimer(now));
+  }
+
   get state(): EngineState {
     return this.engine.state;
   }

@@ -15,9 +15,9 @@ import { TcpConnection } from '../../src/tcp/connection.js';
 import { ConnectionDriver } from '../../src/tcp/driver.js';
 import { TcpState as S, type TcpConfig, type TcpExport } from '../../src/tcp/types.js';
 import { TargetCore } from '../../src/target/core.js';
-import type { MessageOf, TargetMessage } from '../../src/ipc/messages.js';
+import type { HostMessage, MessageOf, TargetMessage } from '../../src/ipc/messages.js';
 import { Status } from '../../src/chimney/status.js';
-import { TCP_CACHED_FLAG, TCP_CONST_FLAG, TcpEventType, type TcpState as ChimneyTcpState } from '../../src/chimney/state.js';
+import { TCP_CACHED_FLAG, TCP_CONST_FLAG, TcpEventType, type NeighborState, type PathState, type TcpState as ChimneyTcpState } from '../../src/chimney/state.js';
 import { buildTcpFrame, parseFrame } from '../../src/wire/frame.js';
 import { ipv4, mac } from '../../src/wire/addresses.js';
 import type { TcpSegment } from '../../src/wire/tcp-segment.js';
@@ -468,5 +468,220 @@ export class ChimneySim {
     if (digestOf(this.hostApp.received) !== digestOf(this.peerApp.source.hash) || this.hostApp.receivedBytes !== this.peerApp.source.total) out.push(`peer->host differs (${this.hostApp.receivedBytes}/${this.peerApp.source.total})`);
     if (this.core.ledger.lentCount !== 0) out.push(`${this.core.ledger.lentCount} lent buffers never returned`);
     return out;
+  }
+}
+
+// ================================================================================================
+// CoreBench: the core driven message by message, with a scripted peer (exact sequence numbers).
+// ================================================================================================
+
+export const BENCH_LOCAL_PORT = HOST_PORT;
+export const BENCH_REMOTE_PORT = PEER_PORT;
+
+/** A segment the target put on the wire, with the IP facts the requirements talk about. */
+export interface WireOut {
+  seg: TcpSegment;
+  ipId: number;
+  df: boolean;
+  ttl: number;
+  tos: number;
+  srcMac: Uint8Array;
+  dstMac: Uint8Array;
+  frame: Uint8Array;
+  /** How many host messages had been emitted when this segment left (orders wire vs host). */
+  hostMsgsBefore: number;
+}
+
+export interface BenchTcpOptions {
+  state?: S;
+  rcvNxt?: number;
+  rcvWnd?: number;
+  sndUna?: number;
+  /** Defaults to the end of the chain (everything sent). */
+  sndNxt?: number;
+  sndMax?: number;
+  sndWnd?: number;
+  cwnd?: number;
+  /** Send chain handed over at initiate, in order. */
+  chain?: Uint8Array[];
+  bufferedData?: Uint8Array;
+  constFlags?: number;
+  cachedFlags?: number;
+  initialRcvWnd?: number;
+  rcvIndicationSize?: number;
+  remoteMss?: number;
+  rtTimeoutDelta?: number;
+  kaTimeoutDelta?: number;
+  kaTimeout?: number;
+  kaInterval?: number;
+  kaProbeCount?: number;
+  srttX8?: number;
+  rttvarX4?: number;
+  tsTime?: number;
+  tsRecent?: number;
+  ttl?: number;
+  tos?: number;
+  handle?: number;
+  localPort?: number;
+}
+
+/** The neighbor, path and TCP states the bench offloads (callers may alter them). */
+export function benchNeighbor(over: { dlSourceAddress?: Uint8Array; vlanId?: number; dst?: Uint8Array; hrd?: number; nrd?: number } = {}): NeighborState {
+  return {
+    const: { dlSourceAddress: over.dlSourceAddress ?? new Uint8Array(6), vlanId: over.vlanId ?? 0 },
+    cached: { dlDestinationAddress: over.dst ?? PEER_MAC, hostReachabilityDelta: over.hrd ?? 0 },
+    delegated: { nicReachabilityDelta: over.nrd ?? 0 },
+  };
+}
+
+export function benchPath(pathMtu = 1500): PathState {
+  return { version: 4, const: { sourceAddress: ipBytes(HOST_IP), destinationAddress: ipBytes(PEER_IP) }, cached: { pathMtu } };
+}
+
+export function benchTcp(o: BenchTcpOptions = {}): ChimneyTcpState {
+  const chain = o.chain ?? [];
+  const chainLen = chain.reduce((n, b) => n + b.length, 0);
+  const sndUna = o.sndUna ?? 1000;
+  const end = (sndUna + chainLen) >>> 0;
+  const sndMax = o.sndMax ?? end;
+  const ids = chain.map((_, i) => 100 + i);
+  return {
+    const: { flags: o.constFlags ?? 0, remotePort: PEER_PORT, localPort: o.localPort ?? HOST_PORT, sndWindScale: 0, rcvWindScale: 0, remoteMss: o.remoteMss ?? 1460, hashValue: 0 },
+    cached: {
+      flags: o.cachedFlags ?? 0, initialRcvWnd: o.initialRcvWnd ?? 65535, rcvIndicationSize: o.rcvIndicationSize ?? 0,
+      kaProbeCount: o.kaProbeCount ?? 0, kaTimeout: o.kaTimeout ?? 0, kaInterval: o.kaInterval ?? 0, maxRt: 0, flowLabel: 0,
+      ttlOrHopLimit: o.ttl ?? 64, tosOrTrafficClass: o.tos ?? 0, userPriority: 0,
+    },
+    delegated: {
+      state: o.state ?? S.Established, rcvNxt: o.rcvNxt ?? 5000, rcvWnd: o.rcvWnd ?? 65535,
+      sndUna, sndNxt: o.sndNxt ?? sndMax, sndMax, sndWnd: o.sndWnd ?? 65535, maxSndWnd: o.sndWnd ?? 65535, sndWl1: o.rcvNxt ?? 5000,
+      cwnd: o.cwnd ?? 64 * 1460, ssthresh: 0x7fffffff, srttX8: o.srttX8 ?? 80, rttvarX4: o.rttvarX4 ?? 20,
+      tsRecent: o.tsRecent ?? 0, tsRecentAge: 0, tsTime: o.tsTime ?? 0, totalRt: 0, dupAckCount: 0, sndWndProbeCount: 0,
+      kaProbeCount: 0, kaTimeoutDelta: o.kaTimeoutDelta ?? -1, rtCount: 0,
+      rtTimeoutDelta: o.rtTimeoutDelta ?? (sndUna === sndMax ? -1 : 200),
+      flags: 0, dWnd: 0,
+      sendChain: chain.map((bytes, i) => ({ bufferId: ids[i], bytes: bytes.slice() })),
+      sendDataHead: ids[0], sendDataTail: ids[ids.length - 1],
+      bufferedData: o.bufferedData,
+    },
+  };
+}
+
+/** Seeded, position-dependent bytes: byte i of a stream starting at sequence s is f(s + i). */
+export function seqBytes(seq: number, n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = (seq + i) >>> 0;
+    out[i] = (x * 131 + (x >>> 8) * 7 + 13) & 0xff;
+  }
+  return out;
+}
+
+export function sha(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+export class CoreBench {
+  readonly sim = new Simulator();
+  readonly core: TargetCore;
+  /** Every message to the host, in order (never cleared). */
+  readonly all: TargetMessage[] = [];
+  /** Messages not yet taken. */
+  private inbox: TargetMessage[] = [];
+  /** Every segment on the wire (never cleared). */
+  readonly wire: WireOut[] = [];
+  private wireInbox: WireOut[] = [];
+  private nextOp = 1;
+  private nextBlock = 1;
+  /** Context ids of the last initiate. */
+  neighborCtx = 0;
+  pathCtx = 0;
+  ctx = 0;
+
+  constructor(opts: { limits?: ConstructorParameters<typeof TargetCore>[0]['limits']; terminateSendMode?: 'chain' | 'complete' } = {}) {
+    this.core = new TargetCore({
+      scheduler: simScheduler(this.sim), interfaceMac: HOST_MAC, limits: opts.limits, terminateSendMode: opts.terminateSendMode ?? 'chain',
+      congestionControl: 'newreno',
+      toHost: (m) => { this.all.push(m); this.inbox.push(m); },
+      toWire: (f) => {
+        const p = parseFrame(f);
+        if (typeof p === 'string' || !p.tcp || !p.ip || p.ip.version !== 4) throw new Error(`target sent an unparsable frame: ${String(p)}`);
+        const ip = p.ip;
+        const w: WireOut = { seg: copySeg(p.tcp), ipId: ip.id, df: ip.df, ttl: ip.ttl, tos: ip.tos, srcMac: p.eth.src.slice(), dstMac: p.eth.dst.slice(), frame: f.slice(), hostMsgsBefore: this.all.length };
+        this.wire.push(w);
+        this.wireInbox.push(w);
+      },
+    });
+  }
+
+  get now(): number {
+    return this.sim.now;
+  }
+
+  /** Messages to the host since the last call. */
+  take(): TargetMessage[] {
+    const m = this.inbox;
+    this.inbox = [];
+    return m;
+  }
+
+  /** Segments sent since the last call. */
+  takeWire(): WireOut[] {
+    const w = this.wireInbox;
+    this.wireInbox = [];
+    return w;
+  }
+
+  opId(): number {
+    return this.nextOp++;
+  }
+
+  blockId(): number {
+    return this.nextBlock++;
+  }
+
+  /** Offload neighbor + path + TCP in one tree; returns the completion. Messages stay in the inbox. */
+  initiate(tcp: ChimneyTcpState, opts: { neighbor?: ReturnType<typeof benchNeighbor>; path?: ReturnType<typeof benchPath>; handle?: number } = {}): MessageOf<'InitiateOffloadComplete'> {
+    const opId = this.opId();
+    const [nb, pb, tb] = [this.blockId(), this.blockId(), this.blockId()];
+    const before = this.all.length;
+    this.core.onHostMessage({
+      type: 'InitiateOffload', opId, blocks: [{
+        blockId: nb, role: 'new', layer: 'neighbor', handle: 1, state: opts.neighbor ?? benchNeighbor(),
+        children: [{ blockId: pb, role: 'new', layer: 'path', handle: 2, state: opts.path ?? benchPath(), children: [{ blockId: tb, role: 'new', layer: 'tcp', handle: opts.handle ?? 3, state: tcp, children: [] }] }],
+      }],
+    });
+    const done = this.all.slice(before).find((m) => m.type === 'InitiateOffloadComplete' && m.opId === opId) as MessageOf<'InitiateOffloadComplete'> | undefined;
+    if (!done) throw new Error('initiate did not complete synchronously');
+    const by = new Map(done.results.map((r) => [r.blockId, r]));
+    this.neighborCtx = by.get(nb)!.ctx ?? 0;
+    this.pathCtx = by.get(pb)!.ctx ?? 0;
+    this.ctx = by.get(tb)!.ctx ?? 0;
+    return done;
+  }
+
+  /** Terminate neighbor, path and connection (the usual full tree); returns the opId. */
+  terminate(): number {
+    const opId = this.opId();
+    this.core.onHostMessage({ type: 'TerminateOffload', opId, blocks: [{ blockId: 90, ctx: this.neighborCtx, layer: 'neighbor', children: [{ blockId: 91, ctx: this.pathCtx, layer: 'path', children: [{ blockId: 92, ctx: this.ctx, layer: 'tcp', children: [] }] }] }] });
+    return opId;
+  }
+
+  /** A frame from the peer to the offloaded 4-tuple. */
+  peer(s: { seq: number; ack?: number; flags?: number; payload?: Uint8Array; window?: number; sack?: Array<{ left: number; right: number }>; ts?: { val: number; ecr: number }; urgent?: number; srcPort?: number }): void {
+    const segment: TcpSegment = {
+      srcPort: s.srcPort ?? PEER_PORT, dstPort: HOST_PORT, seq: s.seq >>> 0, ack: (s.ack ?? 0) >>> 0, flags: s.flags ?? 0x10, window: s.window ?? 65535, urgent: s.urgent ?? 0,
+      options: { sack: s.sack, ts: s.ts }, payload: s.payload ?? new Uint8Array(0),
+    };
+    this.core.onFrame(buildTcpFrame({ srcMac: PEER_MAC, dstMac: HOST_MAC, ip: { version: 4, src: PEER_IP, dst: HOST_IP }, segment }));
+  }
+
+  /** Run the virtual clock forward. */
+  advance(ms: number): void {
+    this.sim.runUntil(this.sim.now + ms, { maxEvents: 1_000_000 });
+  }
+
+  host(m: HostMessage): void {
+    this.core.onHostMessage(m);
   }
 }
