@@ -1,0 +1,119 @@
+/**
+ * `npm run bench`: throughput of the host stack on a TAP against Linux TCP, as ratios to a kernel
+ * baseline measured in the same run (docs/benchmarks.md). Needs root (network namespaces).
+ *   BENCH_BYTES   stream size, e.g. 209715200, 200M, 1G (default 200M; K/M/G are powers of 1024)
+ *   BENCH_RUNS    rounds of the three transfers, interleaved; medians are reported (default 3)
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, hostname, release } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { findCommand, labAvailable } from '../src/lab/availability.js';
+import { loadTapAddon } from '../src/link/tap.js';
+import { buildBenchLab, runBaseline, runIperf3, runLinuxToStack, runStackToLinux, type BenchLab, type Progress, type Sample, type ScenarioId } from './scenarios.js';
+import { summarize, table, type Summary } from './report.js';
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
+export function parseBytes(s: string | undefined, fallback: number): number {
+  if (s === undefined || s.trim() === '') return fallback;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([kKmMgG])?i?[bB]?\s*$/.exec(s);
+  if (!m) throw new RangeError(`BENCH_BYTES: cannot read '${s}' (examples: 209715200, 200M, 1G)`);
+  const mult = { k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[(m[2] ?? '').toLowerCase() as 'k' | 'm' | 'g'] ?? 1;
+  const n = Math.round(Number(m[1]) * mult);
+  if (n < 1) throw new RangeError('BENCH_BYTES must be at least 1');
+  return n;
+}
+
+/** A one-line live counter on a TTY; silent otherwise. */
+const progress: Progress = (label, bytes) => {
+  if (!process.stdout.isTTY) {
+    process.stdout.write(`  ${label} ...\n`);
+    return () => undefined;
+  }
+  const t0 = Date.now();
+  const draw = (): void => {
+    const b = bytes();
+    const s = (Date.now() - t0) / 1000;
+    process.stdout.write(`\r\x1b[K  ${label}: ${(b / 1024 ** 2).toFixed(1)} MiB, ${s.toFixed(1)} s`);
+  };
+  const timer = setInterval(draw, 200);
+  return () => {
+    clearInterval(timer);
+    process.stdout.write('\r\x1b[K');
+  };
+};
+
+function preflight(): string | undefined {
+  const lab = labAvailable(['ip']);
+  if (!lab.ok) return lab.reason;
+  try {
+    loadTapAddon();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return undefined;
+}
+
+async function main(): Promise<number> {
+  const why = preflight();
+  if (why) {
+    process.stderr.write(`bench: cannot run: ${why}\n`);
+    return 2;
+  }
+  const bytes = parseBytes(process.env.BENCH_BYTES, 200 * 1024 ** 2);
+  const runs = Math.max(1, Math.floor(Number(process.env.BENCH_RUNS ?? '3')) || 1);
+  const started = new Date();
+  const seed = started.toISOString();
+  process.stdout.write(`bench: ${(bytes / 1024 ** 2).toFixed(1)} MiB per transfer, ${runs} round(s), ${cpus().length} CPU(s), Linux ${release()}\n`);
+
+  const samples: Sample[] = [];
+  let iperf3: { gbps: number } | { error: string } | undefined;
+  let b: BenchLab | undefined;
+  let failure: unknown;
+  try {
+    b = await buildBenchLab();
+    const order: Array<[ScenarioId, typeof runBaseline]> = [
+      ['baseline', runBaseline], ['linux-to-stack', runLinuxToStack], ['stack-to-linux', runStackToLinux],
+    ];
+    for (let round = 0; round < runs; round++) {
+      for (const [, run] of order) {
+        const s = await run(b, bytes, `${seed}/${round}`, progress);
+        samples.push(s);
+        if (!s.shaOk) throw new Error(`${s.scenario}: the stream arrived wrong (sent ${s.sentSha}, received ${s.recvSha})`);
+      }
+    }
+    if (findCommand('iperf3')) {
+      progress('iperf3 reference', () => 0)();
+      iperf3 = await runIperf3(b, bytes);
+    }
+  } catch (err) {
+    failure = err;
+  } finally {
+    await b?.lab.teardown().catch((err: unknown) => {
+      process.stderr.write(`bench: teardown: ${(err as Error).message}\n`);
+    });
+  }
+
+  const summaries: Summary[] = summarize(samples);
+  if (summaries.length) process.stdout.write(`\n${table(summaries, iperf3)}\n`);
+  const file = join(REPO, 'results', `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  mkdirSync(join(REPO, 'results'), { recursive: true });
+  writeFileSync(file, `${JSON.stringify({
+    started: started.toISOString(), host: hostname(), cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version,
+    bytes, runs, summaries, samples, iperf3, error: failure === undefined ? undefined : String((failure as Error).stack ?? failure),
+  }, null, 2)}\n`);
+  process.stdout.write(`results: ${file}\n`);
+  if (failure !== undefined) {
+    process.stderr.write(`bench: failed: ${(failure as Error).message ?? String(failure)}\n`);
+    return 1;
+  }
+  return 0;
+}
+
+main().then((code) => {
+  process.exitCode = code;
+}, (err: unknown) => {
+  process.stderr.write(`bench: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});

@@ -1,0 +1,285 @@
+/**
+ * The three measured transfers (and the optional iperf3 reference) over a lab built once:
+ *   baseline:  node:net in ns A --veth--> node:net in ns B (kernel TCP both ends, offloads on)
+ *   to-stack:  node:net in ns K --TAP--> HostStack in this process
+ *   from-stack: HostStack in this process --TAP--> node:net in ns K
+ * Every transfer hashes the stream on both ends; the receiver's clock (established -> end of
+ * stream) gives the throughput.
+ */
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { performance } from 'node:perf_hooks';
+import { Lab } from '../src/lab/lab.js';
+import type { LabProcess } from '../src/lab/process.js';
+import { HostStack } from '../src/host/stack.js';
+import type { TcpSocket } from '../src/host/socket.js';
+import { WallClockScheduler } from '../src/link/scheduler.js';
+import { openTapLink, type TapLink } from '../src/link/tap.js';
+import { ipv4, mac } from '../src/wire/addresses.js';
+import type { PeerConfig, PeerReport } from './child-peer.js';
+import { benchStream, cpuMsSince, sha256Hex } from './stream.js';
+
+const PEER = fileURLToPath(new URL('./child-peer.js', import.meta.url));
+const VETH_A_IP = '10.79.0.1';
+const VETH_B_IP = '10.79.0.2';
+const TAP_KERNEL_IP = '10.77.0.1';
+const STACK_IP = '10.77.0.2';
+const STACK_MAC = '02:c4:77:00:00:02';
+/** The kernel's queue towards the TAP is tail-drop: room for bursts of a slow reader. */
+const TAP_TXQUEUELEN = 10_000;
+const WRITE_CHUNK = 256 * 1024;
+
+export type ScenarioId = 'baseline' | 'linux-to-stack' | 'stack-to-linux';
+
+export interface Sample {
+  scenario: ScenarioId;
+  bytes: number;
+  /** Receiver's time from established to end of stream. */
+  ms: number;
+  gbps: number;
+  /** CPU (user + system) of the receiving and sending node processes over the transfer. */
+  recvCpuMs: number;
+  sendCpuMs: number;
+  sentSha: string;
+  recvSha: string;
+  shaOk: boolean;
+  /** Stack-side counters for the userspace runs. */
+  stack?: { retransmittedSegments: number; framesIn: number; framesOut: number; tapDropsOut: number; kernelTapTxDrops: number };
+}
+
+export interface Progress {
+  (label: string, bytes: () => number): () => void;
+}
+
+export interface BenchLab {
+  lab: Lab;
+  nsA: string;
+  nsB: string;
+  nsK: string;
+  tap: TapLink;
+  stack: HostStack;
+}
+
+export async function buildBenchLab(): Promise<BenchLab> {
+  const lab = new Lab();
+  try {
+    const nsA = await lab.addNamespace('a');
+    const nsB = await lab.addNamespace('b');
+    const nsK = await lab.addNamespace('k');
+    for (const ns of [nsA, nsB, nsK]) {
+      for (const k of ['all', 'default']) await lab.sysctl(ns, `net.ipv6.conf.${k}.disable_ipv6`, 1);
+    }
+    const { a, b } = await lab.addVeth(nsA, nsB);
+    await lab.addAddress(nsA, a, `${VETH_A_IP}/24`);
+    await lab.addAddress(nsB, b, `${VETH_B_IP}/24`);
+
+    const tap = openTapLink({ name: lab.devName('t') });
+    lab.adoptDevice(tap.name);
+    await lab.moveLink(tap.name, nsK);
+    await lab.addAddress(nsK, tap.name, `${TAP_KERNEL_IP}/24`);
+    await lab.setLink(nsK, tap.name, { txqueuelen: TAP_TXQUEUELEN, up: true });
+    const scheduler = new WallClockScheduler();
+    const stack = new HostStack({
+      link: tap, mac: mac(STACK_MAC), scheduler,
+      ipv4: { address: ipv4(STACK_IP), prefixLength: 24, gateway: ipv4(TAP_KERNEL_IP) },
+    });
+    // Hooks run last-registered first: stack, scheduler, TAP.
+    lab.onTeardown(() => tap.close());
+    lab.onTeardown(() => scheduler.close());
+    lab.onTeardown(() => stack.close());
+    return { lab, nsA, nsB, nsK, tap, stack };
+  } catch (err) {
+    await lab.teardown().catch(() => undefined);
+    throw err;
+  }
+}
+
+function timeoutFor(bytes: number): number {
+  return 60_000 + bytes / 4_000; // never slower than 4 MB/s
+}
+
+function startPeer(b: BenchLab, ns: string, cfg: PeerConfig): LabProcess {
+  return b.lab.spawn(ns, process.execPath, [PEER, JSON.stringify(cfg)]);
+}
+
+async function peerReport(p: LabProcess, timeoutMs: number): Promise<PeerReport> {
+  await p.waitForOutput(/"event":"done"/, timeoutMs);
+  const line = p.stdout.split('\n').find((l) => l.includes('"event":"done"'))!;
+  const r = JSON.parse(line) as PeerReport;
+  if (r.error !== undefined) throw new Error(`Linux peer failed: ${r.error}\n${p.stderr}`);
+  return r;
+}
+
+/** Bytes the child receiver last reported. */
+function lastProgress(p: LabProcess): number {
+  const tail = p.stdout.slice(-400);
+  const m = /.*"bytes":(\d+)/s.exec(tail);
+  return m ? Number(m[1]) : 0;
+}
+
+const gbps = (bytes: number, ms: number): number => (bytes * 8) / (ms * 1e6);
+
+let nextPort = 6000;
+
+export async function runBaseline(b: BenchLab, bytes: number, seed: string, progress: Progress): Promise<Sample> {
+  const port = nextPort++;
+  const t = timeoutFor(bytes);
+  const recv = startPeer(b, b.nsB, { role: 'recv', open: 'listen', host: VETH_B_IP, port, bytes, seed });
+  await recv.waitForOutput(/"event":"ready"/, 20_000);
+  const stop = progress('baseline (Linux -> Linux, veth)', () => lastProgress(recv));
+  try {
+    const send = startPeer(b, b.nsA, { role: 'send', open: 'connect', host: VETH_B_IP, port, bytes, seed });
+    const [r, s] = await Promise.all([peerReport(recv, t), peerReport(send, t)]);
+    return sample('baseline', bytes, r.ms, r.userMs + r.systemMs, s.userMs + s.systemMs, s.sha, r.sha, r.bytes);
+  } finally {
+    stop();
+  }
+}
+
+export async function runLinuxToStack(b: BenchLab, bytes: number, seed: string, progress: Progress): Promise<Sample> {
+  const port = nextPort++;
+  const t = timeoutFor(bytes);
+  const before = await stackCounters(b);
+  const hash = createHash('sha256');
+  let got = 0;
+  let sock: TcpSocket | undefined;
+  const accepted = new Promise<TcpSocket>((resolve) => {
+    const server = b.stack.listen(port, (s) => {
+      server.close();
+      resolve(s);
+    });
+  });
+  const send = startPeer(b, b.nsK, { role: 'send', open: 'connect', host: STACK_IP, port, bytes, seed });
+  const stop = progress('Linux -> userspace (TAP)', () => got);
+  try {
+    sock = await withTimeout(accepted, t, 'the Linux sender did not connect');
+    const t0 = performance.now();
+    const cpu0 = process.cpuUsage();
+    sock.on('data', (d: Buffer) => {
+      hash.update(d);
+      got += d.length;
+    });
+    await withTimeout(once(sock, 'end'), t, `end of stream (got ${got} of ${bytes} bytes)`);
+    const ms = performance.now() - t0;
+    const cpu = cpuMsSince(cpu0);
+    const s = await peerReport(send, t);
+    const out = sample('linux-to-stack', bytes, ms, cpu.userMs + cpu.systemMs, s.userMs + s.systemMs, s.sha, hash.digest('hex'), got);
+    out.stack = await stackDelta(b, before, sock);
+    return out;
+  } finally {
+    stop();
+    sock?.destroy();
+  }
+}
+
+export async function runStackToLinux(b: BenchLab, bytes: number, seed: string, progress: Progress): Promise<Sample> {
+  const port = nextPort++;
+  const t = timeoutFor(bytes);
+  const data = benchStream(bytes, seed);
+  const sentSha = sha256Hex(data);
+  const before = await stackCounters(b);
+  const recv = startPeer(b, b.nsK, { role: 'recv', open: 'listen', host: TAP_KERNEL_IP, port, bytes, seed });
+  await recv.waitForOutput(/"event":"ready"/, 20_000);
+  const stop = progress('userspace -> Linux (TAP)', () => lastProgress(recv));
+  const cpu0 = process.cpuUsage();
+  const sock = b.stack.connect({ host: TAP_KERNEL_IP, port });
+  try {
+    await withTimeout(once(sock, 'connect'), 20_000, 'connect to the Linux receiver');
+    const closed = once(sock, 'close');
+    sock.on('data', () => undefined);
+    await withTimeout(writeAll(sock, data), t, 'writing the stream');
+    await withTimeout(closed, t, 'close after the Linux receiver ended');
+    const cpu = cpuMsSince(cpu0);
+    const r = await peerReport(recv, t);
+    const out = sample('stack-to-linux', bytes, r.ms, r.userMs + r.systemMs, cpu.userMs + cpu.systemMs, sentSha, r.sha, r.bytes);
+    out.stack = await stackDelta(b, before, sock);
+    return out;
+  } finally {
+    stop();
+    sock.destroy();
+  }
+}
+
+/** iperf3 -n over the same veth: the kernel's ceiling without any application work (reference only). */
+export async function runIperf3(b: BenchLab, bytes: number): Promise<{ gbps: number } | { error: string }> {
+  const port = nextPort++;
+  const server = b.lab.spawn(b.nsB, 'iperf3', ['-s', '-1', '--forceflush', '-B', VETH_B_IP, '-p', String(port)]);
+  try {
+    await server.waitForOutput(/Server listening/, 20_000);
+    const { stdout } = await b.lab.exec(b.nsA, 'iperf3', ['-c', VETH_B_IP, '-p', String(port), '-n', String(bytes), '-J'], { timeoutMs: Math.ceil(timeoutFor(bytes)) });
+    const j = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
+    const bps = j.end?.sum_received?.bits_per_second;
+    return bps ? { gbps: bps / 1e9 } : { error: 'no sum_received in iperf3 output' };
+  } catch (err) {
+    return { error: (err as Error).message.split('\n')[0]! };
+  } finally {
+    await server.kill();
+  }
+}
+
+function sample(scenario: ScenarioId, bytes: number, ms: number, recvCpuMs: number, sendCpuMs: number, sentSha: string, recvSha: string, got: number): Sample {
+  const shaOk = got === bytes && sentSha === recvSha && sentSha !== '';
+  return { scenario, bytes, ms, gbps: gbps(bytes, ms), recvCpuMs, sendCpuMs, sentSha, recvSha, shaOk };
+}
+
+interface Counters {
+  framesIn: number;
+  framesOut: number;
+  tapDropsOut: number;
+  kernelTapTxDrops: number;
+}
+
+async function stackCounters(b: BenchLab): Promise<Counters> {
+  return {
+    framesIn: b.stack.stats.framesIn,
+    framesOut: b.stack.stats.framesOut,
+    tapDropsOut: b.tap.counters.dropsOut,
+    kernelTapTxDrops: await kernelTxDrops(b),
+  };
+}
+
+async function stackDelta(b: BenchLab, before: Counters, sock: TcpSocket): Promise<NonNullable<Sample['stack']>> {
+  const now = await stackCounters(b);
+  return {
+    retransmittedSegments: sock.connection.stats.retransmittedSegments,
+    framesIn: now.framesIn - before.framesIn,
+    framesOut: now.framesOut - before.framesOut,
+    tapDropsOut: now.tapDropsOut - before.tapDropsOut,
+    kernelTapTxDrops: now.kernelTapTxDrops - before.kernelTapTxDrops,
+  };
+}
+
+/** Frames the kernel dropped on their way to our TAP reader (its tail-drop queue overflowed). */
+async function kernelTxDrops(b: BenchLab): Promise<number> {
+  const { stdout } = await b.lab.exec(b.nsK, 'ip', ['-s', '-j', 'link', 'show', 'dev', b.tap.name]);
+  const j = JSON.parse(stdout) as Array<{ stats64?: { tx?: { dropped?: number } } }>;
+  return j[0]?.stats64?.tx?.dropped ?? 0;
+}
+
+async function writeAll(sock: TcpSocket, data: Uint8Array): Promise<void> {
+  let closed = false;
+  const onClose = (): void => { closed = true; sock.emit('drain'); };
+  sock.once('close', onClose);
+  try {
+    for (let off = 0; off < data.length; off += WRITE_CHUNK) {
+      if (closed || sock.destroyed) throw new Error('socket closed while writing');
+      if (!sock.write(data.subarray(off, Math.min(off + WRITE_CHUNK, data.length)))) await once(sock, 'drain');
+    }
+  } finally {
+    sock.off('close', onClose);
+  }
+  sock.end();
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${Math.round(ms / 1000)} s: ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([p, t]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
