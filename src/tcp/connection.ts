@@ -195,8 +195,8 @@ export class TcpConnection {
   // ---------------------------------------------------------------------------------------------
   // Construction
 
-  /** Active open: sends a SYN. */
-  static connect(o: ConnectOptions): TcpConnection {
+  /** A connection about to send its SYN (or SYN-ACK) from `iss`. */
+  private static opening(o: ConnectOptions): TcpConnection {
     const c = new TcpConnection(o.config, o.localPort, o.remotePort, o.now);
     c.tsOffset = (o.tsOffset ?? 0) >>> 0;
     c.iss = o.iss >>> 0;
@@ -205,6 +205,12 @@ export class TcpConnection {
     c._sndMax = c.iss;
     c.sndBufSeq = seqAdd(c.iss, 1);
     c.recoveryPoint = c.iss;
+    return c;
+  }
+
+  /** Active open: sends a SYN. */
+  static connect(o: ConnectOptions): TcpConnection {
+    const c = TcpConnection.opening(o);
     c._state = TcpState.SynSent;
     c.sendSyn(false);
     return c;
@@ -212,14 +218,7 @@ export class TcpConnection {
 
   /** Passive open: a SYN arrived on a listening port; answers with a SYN-ACK. */
   static accept(o: AcceptOptions): TcpConnection {
-    const c = new TcpConnection(o.config, o.localPort, o.remotePort, o.now);
-    c.tsOffset = (o.tsOffset ?? 0) >>> 0;
-    c.iss = o.iss >>> 0;
-    c._sndUna = c.iss;
-    c._sndNxt = c.iss;
-    c._sndMax = c.iss;
-    c.sndBufSeq = seqAdd(c.iss, 1);
-    c.recoveryPoint = c.iss;
+    const c = TcpConnection.opening(o);
     c.irs = o.syn.seq;
     c._rcvNxt = seqAdd(o.syn.seq, 1);
     c.applyNegotiation(o.syn.options);
