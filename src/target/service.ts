@@ -115,6 +115,9 @@ const DEFAULT_MAX_HOST_ERRORS = 100;
 const DEFAULT_ERROR_WINDOW_MS = 10_000;
 
 export async function startTargetService(o: TargetServiceOptions): Promise<TargetService> {
+  // The core reads and writes Ethernet frames, and so does the host (ChimneyLink); an IP-layer link
+  // would also need ARP answered for the host, which nothing does yet.
+  if (o.link.layer !== 'ethernet') throw new Error(`the target service needs an Ethernet link (TAP or sim); ${o.link.name} is an IP-layer link`);
   const service = new Service(o);
   await service.listen();
   return service;
@@ -299,6 +302,8 @@ class Service implements TargetService {
     if (this.host === h) this.host = undefined;
     this.counters.hostsGone++;
     const aborted = this.abortAll();
+    // The next host starts from the defaults its hello promised, not this host's SetParameters.
+    this.core.params = { ...DEFAULT_PARAMETERS };
     const lent = this.core.ledger.lentCount;
     this.log.warn({ host: h.binding.host.software, aborted, lentBuffersLeft: lent, reason: why }, `host binding gone: aborted ${aborted} offloaded connection(s) with RST`);
     this.onProgress?.();

@@ -18,6 +18,7 @@ import type { Link } from '../../src/link/link.js';
 import { WallClockScheduler } from '../../src/link/scheduler.js';
 import { createSimPair } from '../../src/link/sim/sim-link.js';
 import { Simulator } from '../../src/link/sim/simulator.js';
+import { DEFAULT_PARAMETERS } from '../../src/target/offloaded-connection.js';
 import { startTargetService, type TargetServiceOptions } from '../../src/target/service.js';
 import { TcpConnection } from '../../src/tcp/connection.js';
 import { ConnectionDriver } from '../../src/tcp/driver.js';
@@ -224,6 +225,24 @@ describe('target service', () => {
     expect(client.target.role).toBe('target');
   });
 
+  it('refuses an IP-layer link (the core and the host speak Ethernet frames)', async () => {
+    const sim = new Simulator();
+    const [a] = createSimPair(sim, { name: 'ip', layer: 'ip' });
+    await expect(startTargetService({ link: a, socketPath: join(dir, `t${n++}.sock`), logger: pino({ level: 'silent' }) }))
+      .rejects.toThrow('the target service needs an Ethernet link (TAP or sim); ip.a is an IP-layer link');
+  });
+
+  it('a host that goes away leaves no SetParameters behind: the next host starts from the defaults of the hello', async () => {
+    const s = await setup();
+    const first = await connectHost(s.socketPath);
+    const done = await first.client.request({ type: 'SetParameters', ...DEFAULT_PARAMETERS, ticksPerSecond: 100 });
+    expect(done.status).toBe(Status.SUCCESS);
+    expect(s.service.core.params.ticksPerSecond).toBe(100);
+    await first.client.close();
+    await waitFor(() => !s.service.hostBound, 'the host to be gone');
+    expect(s.service.core.params.ticksPerSecond).toBe(1000);
+  });
+
   it('host RawFrames go out on the link, those of one turn in one link batch, bytes unchanged', async () => {
     const s = await setup();
     const { client } = await connectHost(s.socketPath);
@@ -313,6 +332,7 @@ describe('target service', () => {
     const peer = new Peer(s.peerLink);
     const { client, received } = await connectHost(s.socketPath);
     const { ctxs } = await offloadConnections(client, received, peer, [40000]);
+    expect(s.logs.some((l) => l.msg === 'connection offloaded' && l.ctx === ctxs[0] && l.handle === 100 && l.flow === '10.1.0.1:40000>10.1.0.2:80')).toBe(true);
     const row = s.service.status().connections;
     expect(row.map((r) => [r.ctx, r.handle, r.state])).toEqual([[ctxs[0], 100, 'Established']]);
     await client.close();
