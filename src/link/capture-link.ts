@@ -4,26 +4,15 @@
  * impairment chain it records what the stack sent; under it, what survived onto the wire.
  */
 import { linktypeForLayer, type PcapWriter } from '../capture/pcap-writer.js';
-import type { FrameHandler, Link, LinkCounters } from './link.js';
+import { ForwardingLink, type FrameHandler, type Link } from './link.js';
 
-class CaptureLink implements Link {
+class CaptureLink extends ForwardingLink {
   constructor(
-    private readonly inner: Link,
+    inner: Link,
     private readonly writer: PcapWriter,
     private readonly clockMs: () => number,
-  ) {}
-
-  get name(): string {
-    return this.inner.name;
-  }
-  get layer(): 'ethernet' | 'ip' {
-    return this.inner.layer;
-  }
-  get mtu(): number {
-    return this.inner.mtu;
-  }
-  get counters(): LinkCounters {
-    return this.inner.counters;
+  ) {
+    super(inner);
   }
 
   send(frames: readonly Uint8Array[]): void {
@@ -32,16 +21,12 @@ class CaptureLink implements Link {
     this.inner.send(frames);
   }
 
-  setReceiver(handler: FrameHandler): void {
+  override setReceiver(handler: FrameHandler): void {
     this.inner.setReceiver((frames) => {
       const t = this.clockMs();
       for (const f of frames) this.writer.write(f, t);
       handler(frames);
     });
-  }
-
-  close(): Promise<void> {
-    return this.inner.close();
   }
 }
 

@@ -34,3 +34,35 @@ export interface Link {
 export function newLinkCounters(): LinkCounters {
   return { framesIn: 0, bytesIn: 0, framesOut: 0, bytesOut: 0, dropsOut: 0, dropsIn: 0 };
 }
+
+/**
+ * A Link that wraps another: identity, counters, the receiver and close pass through; subclasses
+ * decide what `send` (and, by overriding `setReceiver`, receiving) does. Base of the pcap capture
+ * and impairment wrappers.
+ */
+export abstract class ForwardingLink implements Link {
+  constructor(readonly inner: Link) {}
+
+  get name(): string {
+    return this.inner.name;
+  }
+  get layer(): 'ethernet' | 'ip' {
+    return this.inner.layer;
+  }
+  get mtu(): number {
+    return this.inner.mtu;
+  }
+  get counters(): LinkCounters {
+    return this.inner.counters;
+  }
+
+  abstract send(frames: readonly Uint8Array[]): void;
+
+  setReceiver(handler: FrameHandler): void {
+    this.inner.setReceiver(handler);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}

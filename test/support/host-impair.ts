@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Rng } from '../../src/link/sim/rng.js';
-import type { FrameHandler, Link, LinkCounters } from '../../src/link/link.js';
+import { ForwardingLink, type FrameHandler, type Link } from '../../src/link/link.js';
 
 export interface WallImpairment {
   delayMs: number;
@@ -79,42 +79,30 @@ class DelayLine {
   }
 }
 
-export class WallImpairedLink implements Link {
+export class WallImpairedLink extends ForwardingLink {
   readonly out: DelayLine;
   readonly in: DelayLine;
   private handler: FrameHandler | undefined;
 
-  constructor(private readonly inner: Link, imp: WallImpairment) {
+  constructor(inner: Link, imp: WallImpairment) {
+    super(inner);
     const rng = new Rng(imp.seed);
     this.out = new DelayLine(imp, rng.fork('out'), (frames) => this.inner.send(frames));
     this.in = new DelayLine(imp, rng.fork('in'), (frames) => this.handler?.(frames));
     inner.setReceiver((frames) => this.in.push(frames));
   }
 
-  get name(): string {
-    return this.inner.name;
-  }
-  get layer(): 'ethernet' | 'ip' {
-    return this.inner.layer;
-  }
-  get mtu(): number {
-    return this.inner.mtu;
-  }
-  get counters(): LinkCounters {
-    return this.inner.counters;
-  }
-
   send(frames: readonly Uint8Array[]): void {
     this.out.push(frames);
   }
 
-  setReceiver(handler: FrameHandler): void {
+  override setReceiver(handler: FrameHandler): void {
     this.handler = handler;
   }
 
-  close(): Promise<void> {
+  override close(): Promise<void> {
     this.out.close();
     this.in.close();
-    return this.inner.close();
+    return super.close();
   }
 }

@@ -5,43 +5,26 @@
  * Wrappers that hold frames copy them, because the caller may reuse its memory after `send`.
  * Closing a wrapper discards what it still holds and closes the inner link.
  */
-import type { FrameHandler, Link, LinkCounters } from '../link.js';
+import { ForwardingLink, type Link } from '../link.js';
 import type { Rng } from './rng.js';
 import { copyFrame, maxFrameLen } from './sim-link.js';
 import type { Simulator } from './simulator.js';
 
 export type ImpairedLink<S> = Link & { readonly stats: S; readonly inner: Link };
 
-abstract class LinkWrapper<S> implements Link {
+abstract class LinkWrapper<S> extends ForwardingLink {
   protected closed = false;
 
   constructor(
-    readonly inner: Link,
+    inner: Link,
     readonly stats: S,
-  ) {}
-
-  get name(): string {
-    return this.inner.name;
-  }
-  get layer(): 'ethernet' | 'ip' {
-    return this.inner.layer;
-  }
-  get mtu(): number {
-    return this.inner.mtu;
-  }
-  get counters(): LinkCounters {
-    return this.inner.counters;
+  ) {
+    super(inner);
   }
 
-  abstract send(frames: readonly Uint8Array[]): void;
-
-  setReceiver(handler: FrameHandler): void {
-    this.inner.setReceiver(handler);
-  }
-
-  close(): Promise<void> {
+  override close(): Promise<void> {
     this.closed = true;
-    return this.inner.close();
+    return super.close();
   }
 
   /** Forward to the inner link unless closed meanwhile (for frames released by a timer). */
