@@ -264,6 +264,11 @@ class Service implements TargetService {
 
   private onHostMessage(h: Bound, msg: HostMessage): void {
     if (h.gone) return;
+    if (msg.type === 'InitiateOffload' && this.shutdownPromise !== undefined) {
+      // Spec 5.5: after UploadAll the host offloads nothing more; one that does is told so.
+      h.binding.connection.send({ type: 'Error', refKind: MESSAGES.InitiateOffload.code, refId: msg.opId, status: Status.IPC_INVALID_IN_STATE, problem: 'InitiateOffload refused: the target is shutting down (UploadAll sent)' });
+      return;
+    }
     try {
       this.core.onHostMessage(msg);
     } catch (e) {

@@ -331,10 +331,19 @@ describe('target service', () => {
     const s = await setup();
     const peer = new Peer(s.peerLink);
     const { client, received } = await connectHost(s.socketPath);
-    const { ctxs } = await offloadConnections(client, received, peer, [40000]);
+    const { ctxs, hosts } = await offloadConnections(client, received, peer, [40000]);
     expect(s.logs.some((l) => l.msg === 'connection offloaded' && l.ctx === ctxs[0] && l.handle === 100 && l.flow === '10.1.0.1:40000>10.1.0.2:80')).toBe(true);
-    const row = s.service.status().connections;
-    expect(row.map((r) => [r.ctx, r.handle, r.state])).toEqual([[ctxs[0], 100, 'Established']]);
+    // The status table follows the offloaded engine: 1000 bytes from the peer move rcvNxt by 1000.
+    const exp = hosts.get(40000)!.exp!;
+    const data = Uint8Array.from({ length: 1000 }, (_, i) => (i * 13) & 0xff);
+    peer.conns.get(40000)!.driver.run((c, now) => c.write(data, now));
+    await waitFor(() => received.some((m) => m.type === 'TcpReceiveIndicate'), 'the indication');
+    const ind = messagesOf(received, 'TcpReceiveIndicate')[0];
+    expect(sha(ind.bytes)).toBe(sha(data));
+    const rows = s.service.status().connections;
+    expect(rows.map((r) => [r.ctx, r.handle, r.state, r.phase, r.sndUna, r.sndNxt, r.rcvNxt, r.bytesIn, r.bytesOut])).toEqual([
+      [ctxs[0], 100, 'Established', 'live', exp.delegated.sndUna, exp.delegated.sndNxt, (exp.delegated.rcvNxt + 1000) >>> 0, 1000, 0],
+    ]);
     await client.close();
     const p = peer.conns.get(40000)!;
     await waitFor(() => p.error !== undefined, 'the peer to see the reset');
@@ -378,7 +387,14 @@ describe('target service', () => {
     await offloadConnections(client, received, peer, [40003]);
     const seenBefore = received.length;
     const t0 = performance.now();
-    const result = await s.shutdown(300);
+    const shutdown = s.shutdown(300);
+    await waitFor(() => received.some((m) => m.type === 'StatusIndication'), 'UploadAll');
+    // Spec 5.5: nothing new is offloaded once UploadAll went out.
+    await expect(client.request({
+      type: 'InitiateOffload',
+      blocks: [{ blockId: 1, role: 'new', layer: 'neighbor', handle: 9, state: { const: { dlSourceAddress: new Uint8Array(6), vlanId: 0 }, cached: { dlDestinationAddress: PEER_MAC, hostReachabilityDelta: 0 }, delegated: { nicReachabilityDelta: 0 } }, children: [] }],
+    })).rejects.toThrow('InitiateOffload refused: the target is shutting down (UploadAll sent)');
+    const result = await shutdown;
     const elapsed = performance.now() - t0;
     expect(result).toEqual({ uploaded: 0, aborted: 1 });
     expect(elapsed).toBeGreaterThanOrEqual(290);
