@@ -34,6 +34,26 @@ export interface TcpSocketOptions {
 
 type WriteCallback = (error?: Error | null) => void;
 
+/** The socket's I/O while the offload target drives the connection (implemented in offload.ts). */
+export interface OffloadIo {
+  /** Take up to `data.length` bytes for sending; returns how many (0 = backlog full, wait for writable). */
+  write(data: Uint8Array): number;
+  /** Graceful close (FIN after everything written). */
+  end(): void;
+  /** The application wants data again after a push returned false. */
+  readResume(): void;
+  /** The socket is destroyed: `abortive` = RST, else the connection finishes its close by itself. */
+  destroyed(abortive: boolean): void;
+}
+
+/** The stack's offload manager as a socket sees it. */
+export interface OffloadControl {
+  offload(socket: TcpSocket): Promise<void>;
+  terminate(socket: TcpSocket): Promise<void>;
+  /** Engine activity (connected, data, acks): where an automatic policy decides. */
+  activity(socket: TcpSocket): void;
+}
+
 export class TcpSocket extends Duplex implements ConnectionObserver {
   readonly localAddress: string;
   readonly localPort: number;
@@ -54,6 +74,10 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
   private forceReset = false;
   /** Passive sockets: handed to the server's listener once established. */
   private announce: ((s: TcpSocket) => void) | undefined;
+  /** Set while the connection is offloaded: reads and writes go through the target. */
+  private offloadIo: OffloadIo | undefined;
+  /** Set by the stack when it has an offload target. */
+  offloadControl: OffloadControl | undefined;
 
   constructor(
     readonly binding: HostConnection,
@@ -135,6 +159,77 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
 
   // --------------------------------------------------------------------------- offload seam
 
+  /** True while the offload target drives this connection. */
+  get offloaded(): boolean {
+    return this.offloadIo !== undefined;
+  }
+
+  /** Hand the connection to the offload target (resolves once the target runs it). */
+  offload(): Promise<void> {
+    if (this.offloadControl === undefined) return Promise.reject(new Error('offload: the stack has no offload target'));
+    return this.offloadControl.offload(this);
+  }
+
+  /** Take the connection back from the target (resolves once the host engine runs it again). */
+  terminateOffload(): Promise<void> {
+    if (this.offloadControl === undefined) return Promise.reject(new Error('terminateOffload: the stack has no offload target'));
+    return this.offloadControl.terminate(this);
+  }
+
+  /** Offload manager: the target now drives the connection (the engine is detached). */
+  offloadBegin(io: OffloadIo): void {
+    this.offloadIo = io;
+    this.tryWrite();
+    this.tryFinal();
+  }
+
+  /** Whether the application takes more data now (its last push was not refused). */
+  get wantsData(): boolean {
+    return this.readWanted && !this.pushedEnd && !this.destroyed;
+  }
+
+  /** Offload manager: in-order bytes from the target. Returns whether the application wants more. */
+  offloadData(bytes: Uint8Array): boolean {
+    if (this.destroyed || this.pushedEnd) return false;
+    this.bytesRead += bytes.length;
+    this.readWanted = this.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
+    return this.readWanted;
+  }
+
+  /** Offload manager: the peer's FIN, after all its data (TcpIndicateDisconnect). */
+  offloadPeerFin(): void {
+    if (this.destroyed || this.pushedEnd) return;
+    this.pushedEnd = true;
+    this.push(null);
+  }
+
+  /** Offload manager: send backlog shrank (send completions). */
+  offloadWritable(): void {
+    this.tryWrite();
+    this.tryFinal();
+  }
+
+  /** Offload manager: the connection was reset while offloaded (TcpIndicateAbort). */
+  offloadReset(): void {
+    if (this.destroyed) return;
+    this.forceReset = true;
+    this.destroy(socketError('ECONNRESET', 'read', this.remoteAddress, this.remotePort));
+  }
+
+  /** Offload manager: the terminate returned the connection; `conn` is imported from its state. */
+  offloadEnd(conn: TcpConnection): void {
+    this.offloadIo = undefined;
+    // A FIN the application asked for may not have reached the target's engine (its disconnect
+    // request completed with UPLOAD_IN_PROGRESS): queue it on the imported engine.
+    const reissueFin = this.finalIssued && (conn.state === TcpState.Established || conn.state === TcpState.CloseWait);
+    this.attachEngine(conn);
+    const b = this.binding;
+    if (b.closed || !b.attached) return;
+    // Destroyed abortively while the terminate ran: what the target did not reset, we do.
+    if (this.destroyed && !this.orphan) b.run((c, now) => c.abort(now));
+    else if (reissueFin) b.run((c, now) => c.close(now));
+  }
+
   /** Stop driving the engine and return it; segments of the 4-tuple go to `handler` meanwhile. */
   detachEngine(handler?: SegmentHandler): TcpConnection {
     return this.binding.detach(handler);
@@ -185,6 +280,7 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     if (data || fin) this.pump();
     if (writable) this.tryWrite();
     if (closed) this.onEngineClosed(closed.error);
+    else if (!this.destroyed && this.offloadControl !== undefined) this.offloadControl.activity(this);
   }
 
   private onConnected(): void {
@@ -224,7 +320,8 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
 
   override _read(): void {
     this.readWanted = true;
-    this.pump();
+    if (this.offloadIo !== undefined) this.offloadIo.readResume();
+    else this.pump();
   }
 
   /** Move in-order bytes from the engine into the stream while the consumer keeps up. */
@@ -258,14 +355,18 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
       p.cb(socketError('EPIPE', 'write'));
       return;
     }
-    if (!this.binding.attached) return;
     let n: number;
-    try {
-      n = this.binding.run((c, now) => c.write(p.data, now));
-    } catch {
-      this.pendingWrite = undefined;
-      p.cb(socketError('EPIPE', 'write'));
-      return;
+    if (this.offloadIo !== undefined) {
+      n = this.offloadIo.write(p.data);
+    } else {
+      if (!this.binding.attached) return;
+      try {
+        n = this.binding.run((c, now) => c.write(p.data, now));
+      } catch {
+        this.pendingWrite = undefined;
+        p.cb(socketError('EPIPE', 'write'));
+        return;
+      }
     }
     this.bytesWritten += n;
     if (n === p.data.length) {
@@ -290,6 +391,13 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
       cb();
       return;
     }
+    if (this.offloadIo !== undefined) {
+      this.pendingFinal = undefined;
+      this.finalIssued = true;
+      this.offloadIo.end();
+      cb();
+      return;
+    }
     // An engine in SYN_SENT would drop the connection on close(): the FIN waits for the handshake.
     if (!this.binding.attached || this.connection.state === TcpState.SynSent) return;
     this.pendingFinal = undefined;
@@ -303,7 +411,13 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     this.pendingFinal = undefined;
     this.announce = undefined;
     const b = this.binding;
-    if (b.attached && !b.closed) {
+    const io = this.offloadIo;
+    if (io !== undefined) {
+      const unread = this.readableLength > 0 && !this.readableEnded;
+      const graceful = !error && !this.forceReset && this.finalIssued && !unread;
+      if (graceful) this.orphan = true;
+      io.destroyed(!graceful);
+    } else if (b.attached && !b.closed) {
       const c = b.connection;
       const unread = c.readable > 0 || (this.readableLength > 0 && !this.readableEnded);
       if (!error && !this.forceReset && this.finalIssued && !unread) this.orphan = true;

@@ -29,8 +29,10 @@ import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, type IcmpMessage } from '../wire/ic
 import { IPV4_HEADER_LENGTH } from '../wire/ipv4.js';
 import { TCP_ACK, TCP_RST, TCP_SYN, type TcpSegment } from '../wire/tcp-segment.js';
 import { ArpCache, type ArpCacheOptions, type ArpTableRow } from './arp-cache.js';
+import { ChimneyLink } from './chimney-link.js';
 import { socketError } from './errors.js';
 import { HostConnection, type ConnectionHost } from './host-connection.js';
+import { OffloadManager, type OffloadManagerOptions } from './offload.js';
 import { TcpServer, type ServerHost, type TcpServerOptions } from './server.js';
 import { TcpSocket, type TcpSocketOptions } from './socket.js';
 import { TcpDemux } from './tcp-demux.js';
@@ -77,6 +79,8 @@ export interface HostStackOptions {
   random?: () => number;
   /** Key for RFC 6528 ISNs; default a fresh random one. */
   isnSecret?: Uint8Array;
+  /** Offload to the target behind `link` (which must then be a ChimneyLink). */
+  offload?: OffloadManagerOptions;
 }
 
 export interface ConnectOptions extends TcpSocketOptions {
@@ -144,6 +148,8 @@ export class HostStack implements ConnectionHost, ServerHost {
     icmpEchoRequestsIn: 0, tcpSegmentsIn: 0, tcpSegmentsOut: 0, resetsSent: 0,
   };
   readonly tcpConfig: Partial<TcpConfig>;
+  /** Present when the stack runs over an offload target (`opts.offload`). */
+  readonly offload: OffloadManager | undefined;
   private readonly log: Logger;
   private readonly mask: number;
   private readonly ethernet: boolean;
@@ -198,6 +204,11 @@ export class HostStack implements ConnectionHost, ServerHost {
       drop: (reason, n) => this.drops.count(reason === 'queue-full' ? 'arp-queue-full' : 'arp-unresolved', n),
     }, opts.arp);
     this.link.setReceiver((frames) => this.receive(frames));
+    if (opts.offload !== undefined) {
+      if (!(opts.link instanceof ChimneyLink)) throw new Error('HostStack: offload needs a ChimneyLink (the target owns the wire)');
+      const log = this.log;
+      this.offload = new OffloadManager(this, opts.link, { log: (msg, fields) => log.info(fields ?? {}, msg), ...opts.offload });
+    }
   }
 
   // ------------------------------------------------------------------------------ public API
@@ -445,6 +456,7 @@ export class HostStack implements ConnectionHost, ServerHost {
   }
 
   private track(socket: TcpSocket): void {
+    socket.offloadControl = this.offload;
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
   }
@@ -510,6 +522,12 @@ export class HostStack implements ConnectionHost, ServerHost {
       srcMac: this.mac, dstMac: unicastTo ?? BROADCAST_MAC,
       arp: { op: ARP_REQUEST, senderMac: this.mac, senderIp: this.address, targetMac: ZERO_MAC, targetIp: ip },
     }, buf, offset));
+  }
+
+  /** The resolved link-layer address of the next hop to `remoteIp` (offload neighbor state). */
+  neighborMac(remoteIp: number): Uint8Array | undefined {
+    const hop = this.nextHop(remoteIp);
+    return hop === undefined ? undefined : this.arp.lookup(hop);
   }
 
   /** On-link destinations directly, the rest through the gateway. */

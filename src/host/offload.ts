@@ -1,0 +1,545 @@
+/**
+ * The host side of offload (spec 2.1, 2.6, 3, 4.1-4.3, 5.1, 6): when to offload a socket's
+ * connection, the InitiateOffload tree built from the engine's export, the socket's I/O while the
+ * target drives it (TcpSend with the host's copies kept until completion, indications and posted
+ * receives, disconnects, events), and the terminate that rebuilds a host engine from the returned
+ * delegated state, send chain and BufferedData. Frames of the 4-tuple that reach the host while the
+ * target owns the connection are held and processed after the terminate (spec 6.7).
+ */
+import { TCP_CACHED_FLAG, TCP_CONST_FLAG, TCP_DISCONNECT, TcpEventType, AdapterStatus, type TcpState as ChimneyTcpState } from '../chimney/state.js';
+import { Status, statusName } from '../chimney/status.js';
+import type { MessageOf, TargetMessage } from '../ipc/messages.js';
+import { deferOn } from '../link/scheduler.js';
+import { TcpConnection } from '../tcp/connection.js';
+import type { Scheduler } from '../tcp/driver.js';
+import { TcpState as S, type TcpExport } from '../tcp/types.js';
+import type { TcpSegment } from '../wire/tcp-segment.js';
+import type { ChimneyLink } from './chimney-link.js';
+import type { OffloadControl, OffloadIo, TcpSocket } from './socket.js';
+
+/** When the stack hands established connections to the target. */
+export type OffloadPolicy = 'never' | 'after-handshake' | { afterBytes: number } | 'manual';
+
+/** What the manager needs from its stack. */
+export interface OffloadStack {
+  readonly scheduler: Scheduler;
+  readonly mac: Uint8Array;
+  readonly address: number;
+  /** Send the frames built so far (the export's ACK must precede the InitiateOffload). */
+  flush(): void;
+  /** The link-layer destination for `remoteIp` if resolved (next hop's ARP entry). */
+  neighborMac(remoteIp: number): Uint8Array | undefined;
+}
+
+export interface OffloadManagerOptions {
+  policy: OffloadPolicy;
+  /** Bytes of send requests the target may hold per connection before writes wait (default 256 KiB). */
+  sendBacklog?: number;
+  /** Receive request size posted after the host refused an indication (default 64 KiB). */
+  receivePost?: number;
+  log?: (msg: string, fields?: Record<string, unknown>) => void;
+}
+
+export interface OffloadStats {
+  initiates: number;
+  initiateFailures: number;
+  terminates: number;
+  sendRequests: number;
+  indications: number;
+  indicationsRefused: number;
+}
+
+/** States an established connection can be offloaded in (the handshake stays on the host). */
+const OFFLOADABLE = new Set<S>([S.Established, S.FinWait1, S.FinWait2, S.CloseWait, S.Closing, S.LastAck]);
+const MAX_REQUEST = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+const TERMINATE_BLOCKS = { neighbor: 1, path: 2, tcp: 3 } as const;
+
+interface SendRequest {
+  id: number;
+  bytes: Uint8Array;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+type Phase = 'initiating' | 'offloaded' | 'terminating';
+
+/** One offloaded (or offloading / terminating) connection. */
+class OffloadEntry implements OffloadIo {
+  phase: Phase = 'initiating';
+  ctx = 0;
+  neighborCtx = 0;
+  pathCtx = 0;
+  /** Send requests the target owns, in posting order (our copies, R6). */
+  outstanding: SendRequest[] = [];
+  outstandingBytes = 0;
+  /** Tails of requests completed with UPLOAD_IN_PROGRESS: the host resends them (mode "complete"). */
+  uploadInProgress: SendRequest[] = [];
+  /** Segments of the 4-tuple that reached the host meanwhile (copied). */
+  held: TcpSegment[] = [];
+  refused = false;
+  receivePosted = false;
+  aborted = false;
+  endPending = false;
+  endSent = false;
+  /** Both directions finished while offloaded: the host takes the connection back to end it. */
+  peerFinSeen = false;
+  finAcked = false;
+  disconnectId = 0;
+  abortPending = false;
+  terminateAfterInitiate = false;
+  initiateWaiters: Waiter[] = [];
+  terminateWaiters: Waiter[] = [];
+
+  constructor(
+    readonly mgr: OffloadManager,
+    readonly socket: TcpSocket,
+    readonly handle: number,
+    readonly exp: TcpExport,
+  ) {}
+
+  write(data: Uint8Array): number {
+    if (this.phase !== 'offloaded' || this.endSent || this.aborted) return 0;
+    const room = this.mgr.sendBacklog - this.outstandingBytes;
+    if (room <= 0) return 0;
+    const n = Math.min(room, data.length);
+    const buffers: Array<{ requestId: number; bytes: Uint8Array }> = [];
+    for (let off = 0; off < n; off += MAX_REQUEST) {
+      // A copy: the application may reuse its buffer once the write callback ran.
+      const req = { id: this.mgr.nextRequestId(), bytes: data.slice(off, Math.min(n, off + MAX_REQUEST)) };
+      this.outstanding.push(req);
+      this.outstandingBytes += req.bytes.length;
+      buffers.push({ requestId: req.id, bytes: req.bytes });
+    }
+    this.mgr.stats.sendRequests += buffers.length;
+    this.mgr.link.sendMessage({ type: 'TcpSend', ctx: this.ctx, buffers });
+    return n;
+  }
+
+  end(): void {
+    if (this.phase === 'initiating') this.endPending = true;
+    else if (this.phase === 'offloaded') this.sendDisconnect(true);
+    // terminating: the socket queues the FIN on the imported engine (finalIssued)
+  }
+
+  readResume(): void {
+    if (!this.refused || this.phase !== 'offloaded' || this.receivePosted) return;
+    // After a refused indication the target holds the data until the host posts a request (spec 4.3).
+    this.refused = false;
+    this.receivePosted = true;
+    this.mgr.link.sendMessage({ type: 'TcpReceive', ctx: this.ctx, requests: [{ requestId: this.mgr.nextRequestId(), capacity: this.mgr.receivePost, noPush: false }] });
+  }
+
+  destroyed(abortive: boolean): void {
+    if (!abortive) return; // the target finishes the close; its time-wait Retrieve brings it back
+    if (this.phase === 'initiating') {
+      this.abortPending = true;
+      return;
+    }
+    if (this.phase === 'offloaded' && !this.aborted) {
+      this.aborted = true;
+      this.mgr.link.sendMessage({ type: 'TcpDisconnect', ctx: this.ctx, requestId: this.mgr.nextRequestId(), flags: TCP_DISCONNECT.ABORTIVE, bytes: EMPTY });
+    }
+    void this.mgr.terminate(this.socket).catch(() => {});
+  }
+
+  sendDisconnect(graceful: boolean): void {
+    if (this.endSent) return;
+    this.endSent = true;
+    this.disconnectId = this.mgr.nextRequestId();
+    this.mgr.link.sendMessage({ type: 'TcpDisconnect', ctx: this.ctx, requestId: this.disconnectId, flags: graceful ? TCP_DISCONNECT.GRACEFUL : TCP_DISCONNECT.ABORTIVE, bytes: EMPTY });
+  }
+}
+
+/** Holds the segments of an offloaded 4-tuple that reach the host stack (its demux handler meanwhile). */
+class HoldHandler {
+  constructor(private readonly into: TcpSegment[]) {}
+  input(seg: TcpSegment): void {
+    this.into.push({ ...seg, payload: seg.payload.slice(), options: { ...seg.options, sack: seg.options.sack?.map((b) => ({ ...b })) } });
+  }
+}
+
+function ipBytes(n: number): Uint8Array {
+  return new Uint8Array([(n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+}
+
+export class OffloadManager implements OffloadControl {
+  readonly policy: OffloadPolicy;
+  readonly sendBacklog: number;
+  readonly receivePost: number;
+  readonly stats: OffloadStats = { initiates: 0, initiateFailures: 0, terminates: 0, sendRequests: 0, indications: 0, indicationsRefused: 0 };
+  private readonly bySocket = new Map<TcpSocket, OffloadEntry>();
+  private readonly byHandle = new Map<number, OffloadEntry>();
+  private readonly byCtx = new Map<number, OffloadEntry>();
+  private readonly ops = new Map<number, { kind: 'initiate' | 'terminate'; entry: OffloadEntry }>();
+  /** Sockets the automatic policy already decided on (it offloads a connection once). */
+  private readonly decided = new WeakSet<TcpSocket>();
+  private nextHandle = 1;
+  private nextOp = 1;
+  private nextReq = 1;
+  private readonly log: (msg: string, fields?: Record<string, unknown>) => void;
+
+  constructor(
+    private readonly stack: OffloadStack,
+    readonly link: ChimneyLink,
+    opts: OffloadManagerOptions,
+  ) {
+    this.policy = opts.policy;
+    this.sendBacklog = opts.sendBacklog ?? 256 * 1024;
+    this.receivePost = opts.receivePost ?? 64 * 1024;
+    this.log = opts.log ?? (() => {});
+    link.setControlHandler((m) => this.onTargetMessage(m));
+  }
+
+  /** Connections the target drives now (initiating and terminating included). */
+  get offloadedCount(): number {
+    return this.bySocket.size;
+  }
+
+  nextRequestId(): number {
+    const id = this.nextReq;
+    this.nextReq = this.nextReq >= 0xffffffff ? 1 : this.nextReq + 1;
+    return id;
+  }
+
+  // ------------------------------------------------------------------------------ policy
+
+  activity(socket: TcpSocket): void {
+    const p = this.policy;
+    if (p === 'never' || p === 'manual' || this.decided.has(socket) || this.bySocket.has(socket)) return;
+    if (!OFFLOADABLE.has(socket.connection.state)) return;
+    if (typeof p === 'object' && socket.bytesRead + socket.bytesWritten < p.afterBytes) return;
+    this.decided.add(socket);
+    // Not from inside the engine's event callback: the export drives the engine itself.
+    deferOn(this.stack.scheduler, () => {
+      this.offload(socket).catch((e: Error) => this.log('automatic offload not done', { reason: e.message }));
+    });
+  }
+
+  // ------------------------------------------------------------------------------ initiate
+
+  offload(socket: TcpSocket): Promise<void> {
+    const existing = this.bySocket.get(socket);
+    if (existing) {
+      if (existing.phase === 'offloaded') return Promise.resolve();
+      if (existing.phase === 'initiating') return new Promise((resolve, reject) => existing.initiateWaiters.push({ resolve, reject }));
+      return Promise.reject(new Error('offload: a terminate of this connection is running'));
+    }
+    const b = socket.binding;
+    if (socket.destroyed || b.closed || !b.attached) return Promise.reject(new Error('offload: the connection is closed or not driven by the host'));
+    const conn = b.connection;
+    if (!OFFLOADABLE.has(conn.state)) return Promise.reject(new Error(`offload: not offloadable in state ${S[conn.state]}`));
+    const remoteIp = b.entry.remoteIp;
+    const peerMac = this.stack.neighborMac(remoteIp);
+    if (peerMac === undefined) return Promise.reject(new Error('offload: next hop not resolved'));
+
+    const held: TcpSegment[] = [];
+    const exp = socket.exportState({}, new HoldHandler(held));
+    this.stack.flush();
+    const handle = this.nextHandle;
+    this.nextHandle += 3;
+    const entry = new OffloadEntry(this, socket, handle, exp);
+    entry.held = held;
+    // Unread bytes go to the stream now rather than as BufferedData: the application gets them
+    // in order either way, and the target starts with an empty receive buffer.
+    for (const r of exp.receiveData) if (r.length > 0) socket.offloadData(r.slice());
+    for (const d of exp.sendData) {
+      for (let off = 0; off < d.length; off += MAX_REQUEST) {
+        const req = { id: this.nextRequestId(), bytes: d.slice(off, Math.min(d.length, off + MAX_REQUEST)) };
+        entry.outstanding.push(req);
+        entry.outstandingBytes += req.bytes.length;
+      }
+    }
+    const sendChain = entry.outstanding.map((r) => ({ bufferId: r.id, bytes: r.bytes }));
+    const k = exp.const;
+    const state: ChimneyTcpState = {
+      const: {
+        flags: (k.timestamps ? TCP_CONST_FLAG.TIMESTAMP_ENABLED : 0) | (k.sack ? TCP_CONST_FLAG.SACK_ENABLED : 0) | (k.windowScaling ? TCP_CONST_FLAG.WINDOW_SCALING_ENABLED : 0),
+        remotePort: b.entry.remotePort, localPort: b.entry.localPort, sndWindScale: k.sndWindScale, rcvWindScale: k.rcvWindScale, remoteMss: k.remoteMss, hashValue: 0,
+      },
+      cached: {
+        flags: conn.config.nagle ? TCP_CACHED_FLAG.NAGLING_ENABLED : 0, initialRcvWnd: conn.config.receiveBufferSize, rcvIndicationSize: 0,
+        kaProbeCount: 0, kaTimeout: 0, kaInterval: 0, maxRt: 0, flowLabel: 0, ttlOrHopLimit: 64, tosOrTrafficClass: 0, userPriority: 0,
+      },
+      delegated: {
+        ...exp.delegated, flags: 0, dWnd: 0,
+        sendChain, sendDataHead: sendChain[0]?.bufferId, sendDataTail: sendChain[sendChain.length - 1]?.bufferId,
+      },
+    };
+    const opId = this.op('initiate', entry);
+    this.bySocket.set(socket, entry);
+    this.byHandle.set(handle, entry);
+    this.stats.initiates++;
+    const promise = new Promise<void>((resolve, reject) => entry.initiateWaiters.push({ resolve, reject }));
+    socket.offloadBegin(entry);
+    this.link.sendMessage({
+      type: 'InitiateOffload', opId, blocks: [{
+        blockId: TERMINATE_BLOCKS.neighbor, role: 'new', layer: 'neighbor', handle: handle + 1,
+        state: { const: { dlSourceAddress: this.stack.mac.slice(), vlanId: 0 }, cached: { dlDestinationAddress: peerMac.slice(), hostReachabilityDelta: 0 }, delegated: { nicReachabilityDelta: 0 } },
+        children: [{
+          blockId: TERMINATE_BLOCKS.path, role: 'new', layer: 'path', handle: handle + 2,
+          state: { version: 4, const: { sourceAddress: ipBytes(this.stack.address), destinationAddress: ipBytes(remoteIp) }, cached: { pathMtu: this.link.mtu } },
+          children: [{ blockId: TERMINATE_BLOCKS.tcp, role: 'new', layer: 'tcp', handle, state, children: [] }],
+        }],
+      }],
+    });
+    return promise;
+  }
+
+  private op(kind: 'initiate' | 'terminate', entry: OffloadEntry): number {
+    const id = this.nextOp;
+    this.nextOp = this.nextOp >= 0xffffffff ? 1 : this.nextOp + 1;
+    this.ops.set(id, { kind, entry });
+    return id;
+  }
+
+  private onInitiated(entry: OffloadEntry, m: MessageOf<'InitiateOffloadComplete'>): void {
+    const by = new Map(m.results.map((r) => [r.blockId, r]));
+    const t = by.get(TERMINATE_BLOCKS.tcp);
+    if (t?.status !== Status.SUCCESS || t.ctx === undefined) {
+      this.initiateFailed(entry, `target refused the offload: ${statusName(t?.status ?? Status.FAILURE)}`);
+      return;
+    }
+    entry.ctx = t.ctx;
+    entry.neighborCtx = by.get(TERMINATE_BLOCKS.neighbor)?.ctx ?? 0;
+    entry.pathCtx = by.get(TERMINATE_BLOCKS.path)?.ctx ?? 0;
+    entry.phase = 'offloaded';
+    this.byCtx.set(entry.ctx, entry);
+    for (const w of entry.initiateWaiters.splice(0)) w.resolve();
+    const s = entry.socket;
+    if (entry.abortPending) {
+      entry.destroyed(true);
+      return;
+    }
+    s.offloadWritable();
+    if (entry.endPending) entry.sendDisconnect(true);
+    if (entry.terminateAfterInitiate) void this.terminate(s).catch(() => {});
+  }
+
+  /** The target did not take the connection: the host engine continues from the export. */
+  private initiateFailed(entry: OffloadEntry, reason: string): void {
+    this.stats.initiateFailures++;
+    this.log('offload failed', { reason });
+    const sendData = entry.outstanding.map((r) => r.bytes);
+    this.resume(entry, { ...entry.exp, sendData, receiveData: [] });
+    const err = new Error(reason);
+    for (const w of entry.initiateWaiters.splice(0)) w.reject(err);
+    for (const w of entry.terminateWaiters.splice(0)) w.resolve();
+  }
+
+  // ------------------------------------------------------------------------------ terminate
+
+  terminate(socket: TcpSocket): Promise<void> {
+    const entry = this.bySocket.get(socket);
+    if (entry === undefined) return Promise.resolve();
+    const p = new Promise<void>((resolve, reject) => entry.terminateWaiters.push({ resolve, reject }));
+    if (entry.phase === 'initiating') {
+      entry.terminateAfterInitiate = true;
+      return p;
+    }
+    if (entry.phase === 'terminating') return p;
+    entry.phase = 'terminating';
+    this.stack.flush();
+    this.link.sendMessage({
+      type: 'TerminateOffload', opId: this.op('terminate', entry), blocks: [{
+        blockId: TERMINATE_BLOCKS.neighbor, ctx: entry.neighborCtx, layer: 'neighbor', children: [{
+          blockId: TERMINATE_BLOCKS.path, ctx: entry.pathCtx, layer: 'path', children: [{ blockId: TERMINATE_BLOCKS.tcp, ctx: entry.ctx, layer: 'tcp', children: [] }],
+        }],
+      }],
+    });
+    return p;
+  }
+
+  /** Take every connection back (StatusIndication UploadAll, shutdown). */
+  terminateAll(): Promise<void> {
+    return Promise.all([...this.bySocket.keys()].map((s) => this.terminate(s))).then(() => {});
+  }
+
+  private onTerminated(entry: OffloadEntry, m: MessageOf<'TerminateOffloadComplete'>): void {
+    this.stats.terminates++;
+    const r = m.results.find((x) => x.blockId === TERMINATE_BLOCKS.tcp);
+    const d = r?.tcp?.delegated;
+    if (r?.status !== Status.SUCCESS || d === undefined) {
+      // Without the delegated state the connection cannot continue anywhere.
+      this.log('terminate failed', { status: statusName(r?.status ?? Status.FAILURE) });
+      this.forget(entry);
+      entry.socket.offloadReset();
+      for (const w of entry.terminateWaiters.splice(0)) w.reject(new Error('terminate failed'));
+      return;
+    }
+    // Send data (R10, R11): tails the host resends first, then the chain from our own copies.
+    const sendData: Uint8Array[] = entry.uploadInProgress.map((x) => x.bytes);
+    const byId = new Map(entry.outstanding.map((x) => [x.id, x]));
+    for (const c of d.sendChain ?? []) {
+      const req = byId.get(c.bufferId);
+      if (req === undefined) {
+        this.log('terminate: chained buffer unknown', { bufferId: c.bufferId });
+        continue;
+      }
+      sendData.push(req.bytes.subarray(c.ackedBytes ?? 0));
+    }
+    // BufferedData (R15-R17): to the application, then the buffers go back.
+    const returned: number[] = [];
+    for (const bd of d.bufferedBuffers ?? []) {
+      if (bd.bytes.length > 0) entry.socket.offloadData(bd.bytes.slice());
+      returned.push(bd.bufferId);
+    }
+    if (returned.length > 0) this.link.sendMessage({ type: 'TcpReceiveReturn', bufferIds: returned });
+    // A FIN the target never queued is queued again by the socket on the imported engine.
+    const exp: TcpExport = {
+      const: entry.exp.const,
+      delegated: { ...d },
+      sendData,
+      finQueued: [S.FinWait1, S.FinWait2, S.Closing, S.LastAck, S.TimeWait].includes(d.state),
+      receiveData: [],
+      finReceived: [S.CloseWait, S.Closing, S.LastAck, S.TimeWait].includes(d.state),
+    };
+    this.resume(entry, exp);
+    for (const w of entry.terminateWaiters.splice(0)) w.resolve();
+  }
+
+  /** Rebuild the host engine from `exp`, attach it, then process the segments held meanwhile. */
+  private resume(entry: OffloadEntry, exp: TcpExport): void {
+    this.forget(entry);
+    const s = entry.socket;
+    const b = s.binding;
+    const conn = TcpConnection.import(exp, {
+      config: s.connection.config, localPort: b.entry.localPort, remotePort: b.entry.remotePort, now: this.stack.scheduler.now(),
+    });
+    s.offloadEnd(conn);
+    for (const seg of entry.held.splice(0)) {
+      if (b.closed || !b.attached) break;
+      b.input(seg);
+    }
+  }
+
+  private forget(entry: OffloadEntry): void {
+    this.bySocket.delete(entry.socket);
+    this.byHandle.delete(entry.handle);
+    if (entry.ctx !== 0) this.byCtx.delete(entry.ctx);
+  }
+
+  // ------------------------------------------------------------------------------ target messages
+
+  onTargetMessage(m: TargetMessage): void {
+    switch (m.type) {
+      case 'InitiateOffloadComplete':
+      case 'TerminateOffloadComplete': {
+        const op = this.ops.get(m.opId);
+        if (op === undefined) return;
+        this.ops.delete(m.opId);
+        if (m.type === 'InitiateOffloadComplete') this.onInitiated(op.entry, m);
+        else this.onTerminated(op.entry, m);
+        return;
+      }
+      case 'Error': {
+        this.log('target error', { status: statusName(m.status), problem: m.problem });
+        const op = this.ops.get(m.refId);
+        if (op?.kind === 'initiate' && m.refKind === 0x0010) {
+          this.ops.delete(m.refId);
+          this.initiateFailed(op.entry, `target error: ${m.problem}`);
+        }
+        return;
+      }
+      case 'TcpSendComplete':
+        this.onSendComplete(m);
+        return;
+      case 'TcpReceiveComplete':
+        for (const e of m.entries) {
+          const entry = this.byCtx.get(e.ctx);
+          if (entry === undefined) continue;
+          entry.receivePosted = false;
+          if (e.bytes.length > 0) entry.socket.offloadData(e.bytes.slice());
+        }
+        return;
+      case 'TcpReceiveIndicate':
+        this.onIndicate(m);
+        return;
+      case 'TcpEvent':
+        this.onEvent(m);
+        return;
+      case 'TcpDisconnectComplete': {
+        const entry = this.byCtx.get(m.ctx);
+        if (entry === undefined || m.requestId !== entry.disconnectId || m.status !== Status.SUCCESS) return;
+        entry.finAcked = true;
+        this.finishedBothWays(entry);
+        return;
+      }
+      case 'StatusIndication':
+        if (m.code === AdapterStatus.UploadAll) void this.terminateAll().catch(() => {});
+        return;
+      default:
+        return; // disconnect / forward completions, query and update answers: nothing to do
+    }
+  }
+
+  /**
+   * Our FIN acknowledged and the peer's delivered: a LAST-ACK close ends on the target without a
+   * Retrieve, so the host takes the connection back to release it (TIME-WAIT runs on the host).
+   */
+  private finishedBothWays(entry: OffloadEntry): void {
+    if (entry.finAcked && entry.peerFinSeen) void this.terminate(entry.socket).catch(() => {});
+  }
+
+  private onSendComplete(m: MessageOf<'TcpSendComplete'>): void {
+    const touched = new Set<OffloadEntry>();
+    for (const e of m.entries) {
+      const entry = this.byCtx.get(e.ctx);
+      if (entry === undefined) continue;
+      const head = entry.outstanding[0];
+      // Completions come in posting order (R2); anything else is a target bug we can only log.
+      if (head?.id !== e.requestId) {
+        this.log('send completion out of order', { requestId: e.requestId });
+        continue;
+      }
+      entry.outstanding.shift();
+      entry.outstandingBytes -= head.bytes.length;
+      if (e.status === Status.UPLOAD_IN_PROGRESS && e.bytesTransferred < head.bytes.length) {
+        entry.uploadInProgress.push({ id: head.id, bytes: head.bytes.subarray(e.bytesTransferred) });
+      }
+      touched.add(entry);
+    }
+    for (const entry of touched) if (entry.phase === 'offloaded') entry.socket.offloadWritable();
+  }
+
+  private onIndicate(m: MessageOf<'TcpReceiveIndicate'>): void {
+    const entry = this.byHandle.get(m.handle);
+    this.stats.indications++;
+    const s = entry?.socket;
+    if (entry === undefined || s === undefined || entry.refused || s.destroyed || !s.wantsData) {
+      this.stats.indicationsRefused++;
+      if (entry) entry.refused = true;
+      this.link.sendMessage({ type: 'IndicateReply', indicationId: m.indicationId, status: Status.OFFLOAD_DATA_NOT_ACCEPTED, bytesConsumed: 0 });
+      return;
+    }
+    s.offloadData(m.bytes.slice());
+    this.link.sendMessage({ type: 'IndicateReply', indicationId: m.indicationId, status: Status.SUCCESS, bytesConsumed: m.bytes.length });
+    this.link.sendMessage({ type: 'TcpReceiveReturn', bufferIds: [m.bufferId] });
+  }
+
+  private onEvent(m: MessageOf<'TcpEvent'>): void {
+    const entry = this.byHandle.get(m.handle);
+    if (entry === undefined) return;
+    const s = entry.socket;
+    switch (m.eventType) {
+      case TcpEventType.Disconnect:
+        s.offloadPeerFin();
+        entry.peerFinSeen = true;
+        this.finishedBothWays(entry);
+        return;
+      case TcpEventType.Abort:
+        entry.aborted = true;
+        s.offloadReset();
+        void this.terminate(s).catch(() => {});
+        return;
+      case TcpEventType.Retrieve:
+        void this.terminate(s).catch(() => {});
+        return;
+      default:
+        return;
+    }
+  }
+}
