@@ -5,12 +5,12 @@
  *   BENCH_RUNS    rounds of the three transfers, interleaved; medians are reported (default 3)
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, hostname, release } from 'node:os';
+import { cpus, hostname, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findCommand, labAvailable } from '../src/lab/availability.js';
+import { findCommand, isRoot, labAvailable } from '../src/lab/availability.js';
 import { loadTapAddon } from '../src/link/tap.js';
-import { buildBenchLab, runBaseline, runIperf3, runLinuxToStack, runStackToLinux, type BenchLab, type Progress, type Sample, type ScenarioId } from './scenarios.js';
+import { buildBenchLab, runBaseline, runIperf3, runLinuxToStack, runStackToLinux, type BenchLab, type Progress, type Sample } from './scenarios.js';
 import { summarize, table, type Summary } from './report.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -45,6 +45,9 @@ const progress: Progress = (label, bytes) => {
 };
 
 function preflight(): string | undefined {
+  if (process.platform === 'linux' && !isRoot()) {
+    return 'the benchmark builds network namespaces and a TAP device, which needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN): run `sudo npm run bench`';
+  }
   const lab = labAvailable(['ip']);
   if (!lab.ok) return lab.reason;
   try {
@@ -65,27 +68,27 @@ async function main(): Promise<number> {
   const runs = Math.max(1, Math.floor(Number(process.env.BENCH_RUNS ?? '3')) || 1);
   const started = new Date();
   const seed = started.toISOString();
+  const loadBefore = loadavg();
   process.stdout.write(`bench: ${(bytes / 1024 ** 2).toFixed(1)} MiB per transfer, ${runs} round(s), ${cpus().length} CPU(s), Linux ${release()}\n`);
+  if (loadBefore[0]! > cpus().length / 2) {
+    process.stdout.write(`bench: the machine is busy (load average ${loadBefore[0]!.toFixed(1)} on ${cpus().length} CPUs): absolute numbers will be low and noisy; compare ratios\n`);
+  }
 
   const samples: Sample[] = [];
-  let iperf3: { gbps: number } | { error: string } | undefined;
   let b: BenchLab | undefined;
   let failure: unknown;
   try {
     b = await buildBenchLab();
-    const order: Array<[ScenarioId, typeof runBaseline]> = [
-      ['baseline', runBaseline], ['linux-to-stack', runLinuxToStack], ['stack-to-linux', runStackToLinux],
-    ];
+    const order = [runBaseline, runLinuxToStack, runStackToLinux];
+    const withIperf3 = findCommand('iperf3') !== undefined;
+    if (!withIperf3) process.stdout.write('bench: no iperf3 (Debian: apt-get install iperf3): the kernel-only reference is left out\n');
     for (let round = 0; round < runs; round++) {
-      for (const [, run] of order) {
+      for (const run of order) {
         const s = await run(b, bytes, `${seed}/${round}`, progress);
         samples.push(s);
-        if (!s.shaOk) throw new Error(`${s.scenario}: the stream arrived wrong (sent ${s.sentSha}, received ${s.recvSha})`);
+        if (!s.shaOk) throw new Error(`${s.scenario}: the stream arrived wrong (${s.bytes} bytes sent, sha256 ${s.sentSha}; received sha256 ${s.recvSha})`);
       }
-    }
-    if (findCommand('iperf3')) {
-      progress('iperf3 reference', () => 0)();
-      iperf3 = await runIperf3(b, bytes);
+      if (withIperf3) samples.push(await runIperf3(b, bytes, progress));
     }
   } catch (err) {
     failure = err;
@@ -95,13 +98,14 @@ async function main(): Promise<number> {
     });
   }
 
+  const loadAfter = loadavg();
   const summaries: Summary[] = summarize(samples);
-  if (summaries.length) process.stdout.write(`\n${table(summaries, iperf3)}\n`);
+  if (summaries.length) process.stdout.write(`\n${table(summaries)}\n`);
   const file = join(REPO, 'results', `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   mkdirSync(join(REPO, 'results'), { recursive: true });
   writeFileSync(file, `${JSON.stringify({
     started: started.toISOString(), host: hostname(), cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version,
-    bytes, runs, summaries, samples, iperf3, error: failure === undefined ? undefined : String((failure as Error).stack ?? failure),
+    bytes, runs, loadavgBefore: loadBefore, loadavgAfter: loadAfter, summaries, samples, error: failure === undefined ? undefined : String((failure as Error).stack ?? failure),
   }, null, 2)}\n`);
   process.stdout.write(`results: ${file}\n`);
   if (failure !== undefined) {

@@ -30,7 +30,7 @@ const STACK_MAC = '02:c4:77:00:00:02';
 const TAP_TXQUEUELEN = 10_000;
 const WRITE_CHUNK = 256 * 1024;
 
-export type ScenarioId = 'baseline' | 'linux-to-stack' | 'stack-to-linux';
+export type ScenarioId = 'baseline' | 'linux-to-stack' | 'stack-to-linux' | 'iperf3';
 
 export interface Sample {
   scenario: ScenarioId;
@@ -43,7 +43,10 @@ export interface Sample {
   sendCpuMs: number;
   sentSha: string;
   recvSha: string;
+  /** Both digests equal and every byte arrived (iperf3: not checked, always false). */
   shaOk: boolean;
+  /** Which side ran the userspace stack (its node process is the one the CPU column is about). */
+  stackSide?: 'recv' | 'send';
   /** Stack-side counters for the userspace runs. */
   stack?: { retransmittedSegments: number; framesIn: number; framesOut: number; tapDropsOut: number; kernelTapTxDrops: number };
 }
@@ -165,6 +168,7 @@ export async function runLinuxToStack(b: BenchLab, bytes: number, seed: string, 
     const cpu = cpuMsSince(cpu0);
     const s = await peerReport(send, t);
     const out = sample('linux-to-stack', bytes, ms, cpu.userMs + cpu.systemMs, s.userMs + s.systemMs, s.sha, hash.digest('hex'), got);
+    out.stackSide = 'recv';
     out.stack = await stackDelta(b, before, sock);
     return out;
   } finally {
@@ -193,6 +197,7 @@ export async function runStackToLinux(b: BenchLab, bytes: number, seed: string, 
     const cpu = cpuMsSince(cpu0);
     const r = await peerReport(recv, t);
     const out = sample('stack-to-linux', bytes, r.ms, r.userMs + r.systemMs, cpu.userMs + cpu.systemMs, sentSha, r.sha, r.bytes);
+    out.stackSide = 'send';
     out.stack = await stackDelta(b, before, sock);
     return out;
   } finally {
@@ -201,19 +206,31 @@ export async function runStackToLinux(b: BenchLab, bytes: number, seed: string, 
   }
 }
 
-/** iperf3 -n over the same veth: the kernel's ceiling without any application work (reference only). */
-export async function runIperf3(b: BenchLab, bytes: number): Promise<{ gbps: number } | { error: string }> {
+/**
+ * iperf3 -n over the same veth: what the kernel moves without application work (a reference, not
+ * the ratio's denominator: our endpoints hash every byte, iperf3 does not look at them).
+ */
+export async function runIperf3(b: BenchLab, bytes: number, progress: Progress): Promise<Sample> {
   const port = nextPort++;
   const server = b.lab.spawn(b.nsB, 'iperf3', ['-s', '-1', '--forceflush', '-B', VETH_B_IP, '-p', String(port)]);
+  const stop = progress('reference: iperf3 Linux -> Linux (veth)', () => 0);
   try {
     await server.waitForOutput(/Server listening/, 20_000);
     const { stdout } = await b.lab.exec(b.nsA, 'iperf3', ['-c', VETH_B_IP, '-p', String(port), '-n', String(bytes), '-J'], { timeoutMs: Math.ceil(timeoutFor(bytes)) });
-    const j = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
-    const bps = j.end?.sum_received?.bits_per_second;
-    return bps ? { gbps: bps / 1e9 } : { error: 'no sum_received in iperf3 output' };
-  } catch (err) {
-    return { error: (err as Error).message.split('\n')[0]! };
+    const j = JSON.parse(stdout) as {
+      end?: { sum_received?: { bits_per_second?: number; seconds?: number }; cpu_utilization_percent?: { host_total?: number; remote_total?: number } };
+    };
+    const r = j.end?.sum_received;
+    if (!r?.bits_per_second || !r.seconds) throw new Error(`iperf3 gave no receiver summary:\n${stdout.slice(0, 2000)}`);
+    const ms = r.seconds * 1000;
+    const u = j.end?.cpu_utilization_percent ?? {};
+    return {
+      scenario: 'iperf3', bytes, ms, gbps: r.bits_per_second / 1e9,
+      recvCpuMs: ((u.remote_total ?? 0) * ms) / 100, sendCpuMs: ((u.host_total ?? 0) * ms) / 100,
+      sentSha: '', recvSha: '', shaOk: false,
+    };
   } finally {
+    stop();
     await server.kill();
   }
 }
