@@ -53,7 +53,7 @@ export interface TargetServiceOptions {
 export interface ServiceCounters {
   /** Link frames dropped because no host was bound. */
   framesDroppedNoHost: number;
-  /** Core messages for the host dropped because none was bound (or it was closing). */
+  /** Core messages for the host not sent: none bound, binding closing, or refused by the codec. */
   messagesDroppedNoHost: number;
   linkBatchesIn: number;
   linkBatchesOut: number;
@@ -232,7 +232,14 @@ class Service implements TargetService {
 
   private toHost(msg: TargetMessage): void {
     const h = this.host;
-    if (h === undefined || h.gone || !h.binding.connection.send(msg)) {
+    let sent = false;
+    try {
+      sent = h !== undefined && !h.gone && h.binding.connection.send(msg);
+    } catch (e) {
+      // An invalid message is a core bug: keep the core running, say what was refused.
+      this.log.error({ err: (e as Error).message, type: msg.type }, 'core produced a message the codec refuses');
+    }
+    if (!sent) {
       this.counters.messagesDroppedNoHost++;
       return;
     }
