@@ -371,10 +371,10 @@ export class ChimneySim {
           const n = 1 + this.rng.int(m.bytes.length - 1);
           this.deliver(m.bytes.subarray(0, n));
           this.core.onHostMessage({ type: 'IndicateReply', indicationId: m.indicationId, status: Status.OFFLOAD_DATA_PARTIALLY_ACCEPTED, bytesConsumed: n });
-          this.later(() => { this.postedReceives = Math.min(this.postedReceives, 1); this.postReceive(); this.zeroPost(); });
+          this.sim.after(1, () => this.postAfterRefusal());
         } else {
           this.core.onHostMessage({ type: 'IndicateReply', indicationId: m.indicationId, status: Status.OFFLOAD_DATA_NOT_ACCEPTED, bytesConsumed: 0 });
-          this.later(() => this.zeroPost());
+          this.sim.after(1, () => this.postAfterRefusal());
         }
         return;
       }
@@ -398,9 +398,15 @@ export class ChimneySim {
 
   private uploadInProgress: HostRequest[] = [];
 
-  private zeroPost(): void {
-    if (!this.offloaded || this.terminating) return;
-    this.core.onHostMessage({ type: 'TcpReceive', ctx: this.ctx!, requests: [{ requestId: this.nextId++, capacity: 0, noPush: false }] });
+  /**
+   * After refusing (part of) an indication the application reads a little later: it posts a real
+   * receive request (held data goes there first), or sometimes a zero-byte one that only re-enables
+   * indications. Always answering "refuse" and re-posting zero bytes at once would loop forever.
+   */
+  private postAfterRefusal(): void {
+    if (!this.offloaded || this.terminating || this.ctx === undefined) return;
+    const capacity = this.rng.chance(0.2) ? 0 : this.opts.postSize || 8192;
+    this.core.onHostMessage({ type: 'TcpReceive', ctx: this.ctx, requests: [{ requestId: this.nextId++, capacity, noPush: false }] });
   }
 
   private returnBuffers(): void {
