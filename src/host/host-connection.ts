@@ -110,6 +110,12 @@ export class HostConnection implements SegmentHandler {
     if (conn.state === TcpState.Closed) this.leave();
   }
 
+  /** A detached connection that ended elsewhere (reset while offloaded): leave the demux. */
+  release(): void {
+    if (this.driver !== undefined) throw new Error('connection is attached');
+    this.leave();
+  }
+
   private onEvents(evs: readonly TcpEvent[], c: TcpConnection): void {
     if (c !== this.conn) return;
     if (evs.some((e) => e.type === 'closed')) this.leave();

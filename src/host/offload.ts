@@ -127,8 +127,8 @@ class OffloadEntry implements OffloadIo {
 
   readResume(): void {
     if (!this.refused || this.phase !== 'offloaded' || this.receivePosted) return;
-    // After a refused indication the target holds the data until the host posts a request (spec 4.3).
-    this.refused = false;
+    // After a refused indication the target holds the data until the host posts a request (spec
+    // 4.3); from then on one request stays posted while the application reads.
     this.receivePosted = true;
     this.mgr.link.sendMessage({ type: 'TcpReceive', ctx: this.ctx, requests: [{ requestId: this.mgr.nextRequestId(), capacity: this.mgr.receivePost, noPush: false }] });
   }
@@ -406,9 +406,18 @@ export class OffloadManager implements OffloadControl {
     this.forget(entry);
     const s = entry.socket;
     const b = s.binding;
-    const conn = TcpConnection.import(exp, {
-      config: s.connection.config, localPort: b.entry.localPort, remotePort: b.entry.remotePort, now: this.stack.scheduler.now(),
-    });
+    let conn: TcpConnection;
+    try {
+      if (entry.aborted || exp.delegated.state === S.Closed) throw new Error('the connection was reset');
+      conn = TcpConnection.import(exp, {
+        config: s.connection.config, localPort: b.entry.localPort, remotePort: b.entry.remotePort, now: this.stack.scheduler.now(),
+      });
+    } catch (e) {
+      // Nothing to continue (reset, or a state no engine accepts): the connection ends here.
+      if (!entry.aborted) this.log('connection not resumable after terminate', { reason: (e as Error).message });
+      s.offloadGone();
+      return;
+    }
     s.offloadEnd(conn);
     for (const seg of entry.held.splice(0)) {
       if (b.closed || !b.attached) break;
@@ -453,6 +462,7 @@ export class OffloadManager implements OffloadControl {
           if (entry === undefined) continue;
           entry.receivePosted = false;
           if (e.bytes.length > 0) entry.socket.offloadData(e.bytes.slice());
+          if (entry.socket.wantsData) entry.readResume();
         }
         return;
       case 'TcpReceiveIndicate':

@@ -216,6 +216,13 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     this.destroy(socketError('ECONNRESET', 'read', this.remoteAddress, this.remotePort));
   }
 
+  /** Offload manager: the connection ended while offloaded (reset): nothing comes back. */
+  offloadGone(): void {
+    this.offloadIo = undefined;
+    this.binding.release();
+    if (!this.destroyed) this.destroy(socketError('ECONNRESET', 'read', this.remoteAddress, this.remotePort));
+  }
+
   /** Offload manager: the terminate returned the connection; `conn` is imported from its state. */
   offloadEnd(conn: TcpConnection): void {
     this.offloadIo = undefined;

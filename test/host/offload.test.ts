@@ -14,8 +14,9 @@ import { HostStack } from '../../src/host/stack.js';
 import type { OffloadPolicy } from '../../src/host/offload.js';
 import type { TcpSocket } from '../../src/host/socket.js';
 import type { TerminateSendMode } from '../../src/chimney/send-queue.js';
+import { UploadReason } from '../../src/chimney/state.js';
 import {
-  Collector, IP_A, IP_B, MAC_A, MAC_B, payload, runSimUntil, sha256, virtualScheduler, writeAll,
+  Collector, IP_A, IP_B, MAC_A, MAC_B, payload, runSimFor, runSimUntil, sha256, virtualScheduler, writeAll,
 } from '../support/host-sim.js';
 
 interface RigOptions {
@@ -105,5 +106,156 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     await rig.run(() => ra.closed && rb.closed && rig.core.connectionCount === 0 && rig.a.demux.size === 0, 'closed');
     expect(rig.a.offload!.stats.terminates).toBe(1);
     expect(rig.core.ledger.lentCount).toBe(0);
+  }, 60_000);
+
+  it('offload after N bytes ({ afterBytes }): the host engine carries the first bytes, the target the rest', async () => {
+    const rig = new OffloadRig({ policy: { afterBytes: 300_000 }, impair: { delayMs: 2 } });
+    const { ca, cb } = await rig.pair();
+    const ra = new Collector(ca);
+    const rb = new Collector(cb);
+    let atOffload = -1;
+    const da = payload(3, 1 << 20);
+    const db = payload(4, 1 << 20);
+    void writeAll(ca, da);
+    void writeAll(cb, db);
+    await rig.run(() => { if (atOffload < 0 && ca.offloaded) atOffload = ca.bytesRead + ca.bytesWritten; return atOffload >= 0; }, 'offloaded');
+    expect(rig.core.counters.framesOffloaded).toBe(0);
+    expect(atOffload).toBeGreaterThanOrEqual(300_000);
+    await rig.run(() => (ra.ended && rb.ended) || ra.error !== undefined || rb.error !== undefined, 'transfer');
+    expect(rb.digest()).toBe(sha256(da));
+    expect(ra.digest()).toBe(sha256(db));
+    expect(rig.core.counters.framesOffloaded).toBeGreaterThan(300);
+    expect(rig.a.offload!.stats.initiates).toBe(1);
+  }, 60_000);
+
+  for (const mode of ['chain', 'complete'] as const) {
+    it(`manual: terminate mid-transfer and continue, several offload/terminate cycles under 1 % loss (terminate mode ${mode})`, async () => {
+      const rig = new OffloadRig({ policy: 'manual', impair: { delayMs: 1, loss: 0.01 }, terminateSendMode: mode, seed: `cycles-${mode}` });
+      const { ca, cb } = await rig.pair();
+      expect(ca.offloaded).toBe(false);
+      const ra = new Collector(ca);
+      const rb = new Collector(cb);
+      const da = payload(5, 3 << 20);
+      const db = payload(6, 3 << 20);
+      void writeAll(ca, da);
+      void writeAll(cb, db);
+      let offloads = 0;
+      let terminates = 0;
+      const problems: string[] = [];
+      // Every 10 virtual ms: flip between host engine and target.
+      const flip = (): void => {
+        if (ra.ended && rb.ended) return;
+        if (ca.offloaded) ca.terminateOffload().then(() => { terminates++; }, (e: Error) => problems.push(e.message));
+        else if (!ca.destroyed) ca.offload().then(() => { offloads++; }, (e: Error) => problems.push(e.message));
+        rig.sim.after(10, flip);
+      };
+      rig.sim.after(5, flip);
+      await rig.run(() => (ra.ended && rb.ended) || ra.error !== undefined || rb.error !== undefined, 'transfer', 600_000);
+      expect(ra.error).toBeUndefined();
+      expect(rb.error).toBeUndefined();
+      expect(rb.digest()).toBe(sha256(da));
+      expect(ra.digest()).toBe(sha256(db));
+      expect(offloads).toBeGreaterThanOrEqual(3);
+      expect(terminates).toBeGreaterThanOrEqual(2);
+      expect(problems.filter((p) => !p.includes('not offloadable'))).toEqual([]);
+      if (ca.offloaded) await ca.terminateOffload();
+      expect(rig.core.ledger.lentCount).toBe(0);
+    }, 60_000);
+  }
+
+  it('end() while offloaded is a graceful TcpDisconnect: the peer reads everything, then end; then the reverse', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca, cb } = await rig.pair();
+    const ra = new Collector(ca);
+    const rb = new Collector(cb);
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    const da = payload(7, 200_000);
+    ca.end(da);
+    await rig.run(() => rb.ended, 'peer end');
+    expect(rb.digest()).toBe(sha256(da));
+    expect(ca.offloaded).toBe(true);
+    const db = payload(8, 150_000);
+    cb.end(db);
+    await rig.run(() => ra.ended && ra.closed && rb.closed, 'host end');
+    expect(ra.digest()).toBe(sha256(db));
+    expect(ra.error).toBeUndefined();
+    await rig.run(() => rig.core.connectionCount === 0 && rig.a.demux.size === 0, 'released');
+    expect(rig.core.ledger.lentCount).toBe(0);
+  }, 60_000);
+
+  it('destroy() while offloaded is an abortive TcpDisconnect: the peer gets ECONNRESET, the target context is released', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca, cb } = await rig.pair();
+    const rb = new Collector(cb);
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    ca.write(payload(9, 50_000));
+    await rig.run(() => rb.bytes === 50_000, 'data');
+    expect(rb.digest()).toBe(sha256(payload(9, 50_000)));
+    ca.destroy();
+    await rig.run(() => rb.error !== undefined, 'peer reset');
+    expect(rb.error?.code).toBe('ECONNRESET');
+    await rig.run(() => rig.core.connectionCount === 0 && rig.a.demux.size === 0, 'released');
+  }, 60_000);
+
+  it('TcpIndicateAbort (peer RST while offloaded): the socket errors with ECONNRESET after the data before it', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca, cb } = await rig.pair();
+    const ra = new Collector(ca);
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    const db = payload(10, 30_000);
+    cb.write(db);
+    await rig.run(() => ra.bytes === db.length, 'data');
+    cb.resetAndDestroy();
+    await rig.run(() => ra.error !== undefined, 'reset');
+    expect(ra.error?.code).toBe('ECONNRESET');
+    expect(ra.digest()).toBe(sha256(db));
+    await rig.run(() => rig.core.connectionCount === 0 && rig.a.demux.size === 0, 'released');
+  }, 60_000);
+
+  it('TcpIndicateRetrieve: the host terminates and the transfer continues on the host engine', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca, cb } = await rig.pair();
+    const ra = new Collector(ca);
+    const rb = new Collector(cb);
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    const da = payload(11, 1 << 20);
+    const db = payload(12, 1 << 20);
+    void writeAll(ca, da);
+    void writeAll(cb, db);
+    await rig.run(() => rb.bytes > 200_000, 'some data');
+    rig.core.connections()[0].requestUpload(UploadReason.UploadRequested);
+    await rig.run(() => !ca.offloaded && rig.core.connectionCount === 0, 'terminated');
+    expect(rig.a.offload!.stats.terminates).toBe(1);
+    await rig.run(() => (ra.ended && rb.ended) || ra.error !== undefined || rb.error !== undefined, 'transfer');
+    expect(rb.digest()).toBe(sha256(da));
+    expect(ra.digest()).toBe(sha256(db));
+  }, 60_000);
+
+  it('StatusIndication UploadAll: every offloaded connection comes back to the host', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const socks: TcpSocket[] = [];
+    rig.b.listen(80, () => {});
+    for (let i = 0; i < 3; i++) socks.push(rig.a.connect({ host: IP_B, port: 80 }));
+    await rig.run(() => socks.every((s) => s.offloaded) && rig.core.connectionCount === 3, 'offloaded');
+    rig.core.requestUploadAll();
+    await rig.run(() => socks.every((s) => !s.offloaded) && rig.core.connectionCount === 0, 'uploaded');
+    expect(rig.a.offload!.stats.terminates).toBe(3);
+    expect(rig.a.demux.size).toBe(3);
+  }, 60_000);
+
+  it('spec 4.3: a paused reader refuses indications; on resume a posted receive brings the held data, exact', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca, cb } = await rig.pair();
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    ca.pause();
+    const db = payload(13, 400_000);
+    cb.end(db);
+    await rig.run(() => rig.a.offload!.stats.indicationsRefused > 0, 'refused');
+    await runSimFor(rig.sim, 200);
+    const ra = new Collector(ca);
+    ca.resume(); // an explicit pause() is not undone by a 'data' listener
+    await rig.run(() => ra.ended, 'all data');
+    expect(ra.bytes).toBe(db.length);
+    expect(ra.digest()).toBe(sha256(db));
   }, 60_000);
 });
