@@ -64,6 +64,11 @@ interface NeighborObj {
   state: NeighborState;
   invalidated: boolean;
   paths: Set<number>;
+  /** Spec 5.3, in target ms: last forward progress (NRT) and last host confirmation (HRT). */
+  nrt: number;
+  hrt: number;
+  /** Indication id of an unanswered NeighborReachabilityQuery. */
+  queryPending: number | undefined;
 }
 
 interface PathObj {
@@ -121,12 +126,59 @@ export class TargetCore {
   private nextIndicationId = 1;
   /** Every context that ever had buffers lent (to reclaim them when the host is gone). */
   private readonly lenders = new Set<number>();
-  private readonly pendingTerminates: Array<{ opId: number; blocks: RefBlock[]; conns: OffloadedConnection[] }> = [];
+  private readonly pendingTerminates: Array<{ opId: number; blocks: RefBlock[]; conns: OffloadedConnection[]; neighbors: number[] }> = [];
+  /** Unanswered NeighborReachabilityQuery ids -> neighbor context. */
+  private readonly reachabilityQueries = new Map<number, number>();
 
   constructor(o: TargetCoreOptions) {
     this.o = o;
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.ledger = new BufferLedger({ maxLentBytes: this.limits.maxBufferedBytes });
+  }
+
+  private get msPerTick(): number {
+    return 1000 / this.params.ticksPerSecond;
+  }
+
+  /** NicReachabilityDelta now: ticks since the last forward progress (spec 5.3; R34). */
+  private nrd(n: NeighborObj): number {
+    return Math.max(0, Math.floor((this.o.scheduler.now() - n.nrt) / this.msPerTick)) >>> 0;
+  }
+
+  private neighborState(n: NeighborObj): NeighborState {
+    return { const: n.state.const, cached: n.state.cached, delegated: { nicReachabilityDelta: this.nrd(n) } };
+  }
+
+  /** R119: before sending through a neighbor both sides have not confirmed lately, ask the host once. */
+  private checkReachability(n: NeighborObj): void {
+    if (n.queryPending !== undefined) return;
+    const now = this.o.scheduler.now();
+    const stale = this.params.nceStaleTicks * this.msPerTick;
+    if (now - n.nrt <= stale || now - n.hrt <= stale) return;
+    const id = this.nextIndicationId++;
+    n.queryPending = id;
+    this.reachabilityQueries.set(id, n.ctx);
+    this.send({ type: 'NeighborReachabilityQuery', indicationId: id, handle: n.handle, neighbor: this.neighborState(n) });
+  }
+
+  private onReachabilityReply(indicationId: number, hrd: number): void {
+    const ctx = this.reachabilityQueries.get(indicationId);
+    if (ctx === undefined) return this.error(0x0026, indicationId, Status.IPC_UNKNOWN_CONTEXT, `ReachabilityReply for query ${indicationId}, which is not outstanding`);
+    this.reachabilityQueries.delete(indicationId);
+    const n = this.neighbors.get(ctx);
+    if (n) {
+      n.queryPending = undefined;
+      n.hrt = this.o.scheduler.now() - hrd * this.msPerTick;
+      n.state = { ...n.state, cached: { ...n.state.cached, hostReachabilityDelta: hrd } };
+    }
+    this.settleTerminates();
+  }
+
+  private progress(ctx: number): void {
+    const t = this.tcps.get(ctx);
+    const p = t && this.paths.get(t.path);
+    const n = p?.neighbor === undefined ? undefined : this.neighbors.get(p.neighbor);
+    if (n) n.nrt = this.o.scheduler.now();
   }
 
   get connectionCount(): number {
@@ -223,7 +275,7 @@ export class TargetCore {
         return;
       }
       case 'ReachabilityReply':
-        return; // reachability queries are not issued yet (no stale-neighbor tracking)
+        return this.onReachabilityReply(msg.indicationId, msg.hostReachabilityDelta);
       case 'Hello':
         return this.error(0x0001, 0, Status.IPC_INVALID_IN_STATE, 'Hello after the handshake');
       default:
@@ -276,7 +328,11 @@ export class TargetCore {
       if (this.neighbors.size >= this.limits.maxNeighbors) return { status: Status.OFFLOAD_NEIGHBOR_ENTRIES };
       if (s.const.vlanId !== 0) return { status: Status.OFFLOAD_VLAN_ENTRIES };
       const ctx = this.nextCtx++;
-      this.neighbors.set(ctx, { ctx, handle: b.handle, state: s, invalidated: false, paths: new Set() });
+      const now = this.o.scheduler.now();
+      this.neighbors.set(ctx, {
+        ctx, handle: b.handle, state: s, invalidated: false, paths: new Set(),
+        nrt: now - s.delegated.nicReachabilityDelta * this.msPerTick, hrt: now - s.cached.hostReachabilityDelta * this.msPerTick, queryPending: undefined,
+      });
       return { status: Status.SUCCESS, ctx };
     }
     if (b.layer === 'path') {
@@ -301,8 +357,12 @@ export class TargetCore {
       this.o.log?.('warn', `initiate refused: ${bad.problem}`, { handle: b.handle });
       return { status: bad.status };
     }
-    const copied = (s.delegated.bufferedData?.length ?? 0) + (s.delegated.sendChain ?? []).reduce((n, e) => n + (e.bytes?.length ?? 0), 0);
-    if (!this.ledger.canLend(copied)) return { status: Status.OFFLOAD_TCP_RCV_BUFFER };
+    // R47: BufferedData that cannot be copied fails the block with FAILURE; a send chain that
+    // does not fit is short of transmit buffers.
+    const buffered = s.delegated.bufferedData?.length ?? 0;
+    const chainBytes = (s.delegated.sendChain ?? []).reduce((n, e) => n + (e.bytes?.length ?? 0), 0);
+    if (!this.ledger.canLend(buffered)) return { status: Status.FAILURE };
+    if (!this.ledger.canLend(buffered + chainBytes)) return { status: Status.OFFLOAD_TCP_XMIT_BUFFER };
     const key = flowKey(p.state.const.sourceAddress, s.const.localPort, p.state.const.destinationAddress, s.const.remotePort);
     if (this.flows.has(key)) return { status: Status.FAILURE };
     const ctx = this.nextCtx++;
@@ -324,6 +384,7 @@ export class TargetCore {
             this.send(m);
           }
         },
+        progress: () => this.progress(ctx),
       },
     });
     this.tcps.set(ctx, { conn, path: p.ctx, key });
@@ -342,6 +403,7 @@ export class TargetCore {
     const p = this.paths.get(t.path);
     const n = p?.neighbor === undefined ? undefined : this.neighbors.get(p.neighbor);
     if (!p || !n || p.invalidated || n.invalidated || t.conn.invalidated) return; // R64
+    if (t.conn.phase === 'live') this.checkReachability(n); // not for a terminate's last ACK
     const srcMac = macEquals(n.state.const.dlSourceAddress, ZERO_MAC) ? this.o.interfaceMac : n.state.const.dlSourceAddress;
     const cached = t.conn.cached;
     for (const segment of segs) {
@@ -388,7 +450,9 @@ export class TargetCore {
   private terminate(msg: MessageOf<'TerminateOffload'>): void {
     this.counters.terminates++;
     const conns: OffloadedConnection[] = [];
+    const neighbors: number[] = [];
     const walk = (b: RefBlock): void => {
+      if (b.layer === 'neighbor') neighbors.push(b.ctx);
       if (b.layer === 'tcp') {
         const t = this.tcps.get(b.ctx);
         if (t) {
@@ -399,7 +463,7 @@ export class TargetCore {
       b.children.forEach(walk);
     };
     msg.blocks.forEach(walk);
-    this.pendingTerminates.push({ opId: msg.opId, blocks: msg.blocks, conns });
+    this.pendingTerminates.push({ opId: msg.opId, blocks: msg.blocks, conns, neighbors });
     this.settleTerminates();
   }
 
@@ -408,6 +472,7 @@ export class TargetCore {
     while (this.pendingTerminates.length > 0) {
       const t = this.pendingTerminates[0];
       if (!t.conns.every((c) => c.canCompleteTerminate)) return;
+      if (t.neighbors.some((c) => this.neighbors.get(c)?.queryPending !== undefined)) return; // R22
       this.pendingTerminates.shift();
       const all: RefBlock[] = [];
       const collect = (b: RefBlock): void => { all.push(b); b.children.forEach(collect); };
@@ -478,7 +543,7 @@ export class TargetCore {
     if (!n) return { blockId: b.blockId, status: Status.FAILURE };
     if (!terminated.has(b.ctx)) return { blockId: b.blockId, status: Status.FAILURE };
     this.neighbors.delete(b.ctx);
-    return { blockId: b.blockId, status: Status.SUCCESS, neighbor: { delegated: { nicReachabilityDelta: n.state.delegated.nicReachabilityDelta } } };
+    return { blockId: b.blockId, status: Status.SUCCESS, neighbor: { delegated: { nicReachabilityDelta: this.nrd(n) } } };
   }
 
   // ------------------------------------------------------------------------------ query / update / invalidate
@@ -504,7 +569,7 @@ export class TargetCore {
       return p ? { blockId: b.blockId, status: Status.SUCCESS, path: p.state } : { blockId: b.blockId, status: Status.FAILURE };
     }
     const n = this.neighbors.get(b.ctx);
-    return n ? { blockId: b.blockId, status: Status.SUCCESS, neighbor: n.state } : { blockId: b.blockId, status: Status.FAILURE };
+    return n ? { blockId: b.blockId, status: Status.SUCCESS, neighbor: this.neighborState(n) } : { blockId: b.blockId, status: Status.FAILURE };
   }
 
   private update(msg: MessageOf<'UpdateOffload'>): void {
@@ -522,7 +587,10 @@ export class TargetCore {
     if (b.layer === 'neighbor') {
       const n = this.neighbors.get(b.ctx);
       if (!n) return fail;
-      if (b.cached) n.state = { ...n.state, cached: b.cached as NeighborCached };
+      if (b.cached) {
+        n.state = { ...n.state, cached: b.cached as NeighborCached };
+        n.hrt = this.o.scheduler.now() - n.state.cached.hostReachabilityDelta * this.msPerTick;
+      }
       return { blockId: b.blockId, status: Status.SUCCESS };
     }
     if (b.layer === 'path') {
@@ -588,6 +656,7 @@ export class TargetCore {
     for (const ctx of this.lenders) for (const id of this.ledger.lentBy(ctx)) this.ledger.reclaim(id);
     this.lenders.clear();
     this.indications.clear();
+    this.reachabilityQueries.clear();
     if (n > 0) this.o.log?.('warn', `host binding gone: aborted ${n} offloaded connection(s) with RST`);
     return n;
   }

@@ -49,6 +49,8 @@ export interface ConnectionSinks {
   segments(segs: TcpSegment[]): void;
   /** Messages for the host, in causal order. */
   host(msg: TargetMessage): void;
+  /** Forward progress (new data acknowledged, or in-sequence data received): spec 5.3. */
+  progress?(): void;
 }
 
 /** States a host may offload in (spec 1.6; R54). */
@@ -418,6 +420,7 @@ export class OffloadedConnection {
     for (const e of evs) {
       switch (e.type) {
         case 'acked': {
+          this.sinks.progress?.();
           this.completeSends(this.sendQueue.onAcked(e.bytes));
           if (e.finAcked && this.disconnect && this.sendQueue.outstandingRequests === 0) {
             this.sinks.host({ type: 'TcpDisconnectComplete', ctx: this.ctx, requestId: this.disconnect.requestId, status: Status.SUCCESS, bytesTransferred: this.disconnect.length });
@@ -426,6 +429,7 @@ export class OffloadedConnection {
           break;
         }
         case 'readable':
+          this.sinks.progress?.();
           this.delivery.onData(this.scheduler.now());
           this.afterDelivery();
           break;

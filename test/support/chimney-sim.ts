@@ -385,6 +385,10 @@ export class ChimneySim {
         return;
       case 'TcpDisconnectComplete':
         return;
+      case 'NeighborReachabilityQuery':
+        // This host's neighbor entry is always fresh.
+        this.core.onHostMessage({ type: 'ReachabilityReply', indicationId: m.indicationId, hostReachabilityDelta: 0 });
+        return;
       case 'TerminateOffloadComplete':
         this.onTerminated(m);
         return;

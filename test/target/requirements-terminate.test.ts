@@ -3,7 +3,7 @@
  * scripted peer (CoreBench), including the byte-exact worked example of spec 6.11.
  */
 import { describe, expect, it } from 'vitest';
-import { CoreBench, benchTcp, seqBytes, sha } from '../support/chimney-sim.js';
+import { CoreBench, benchNeighbor as benchNeighborState, benchTcp, seqBytes, sha } from '../support/chimney-sim.js';
 import { Status } from '../../src/chimney/status.js';
 import { TCP_CACHED_FLAG, TCP_CONST_FLAG, TcpEventType, UploadReason, type BlockResult } from '../../src/chimney/state.js';
 import type { MessageOf, TargetMessage } from '../../src/ipc/messages.js';
@@ -287,11 +287,19 @@ describe('terminate requirements (spec 6, R1-R34)', () => {
     b.initiate(benchTcp({ chain: [seqBytes(1000, 100)], rtTimeoutDelta: 100 }));
     b.take();
     b.advance(600_000);
-    const ev = only(b.take(), 'TcpEvent');
+    const msgs = b.take();
+    const ev = only(msgs, 'TcpEvent');
     expect(ev.map((e) => [e.handle, e.eventType, e.info])).toEqual([[3, TcpEventType.Retrieve, UploadReason.TimeoutExpiration]]);
     expect(b.core.connectionCount).toBe(1);
     expect(b.wire.filter((w) => w.seg.flags & TCP_RST)).toEqual([]);
-    const d = tcpResult(terminated(b, b.terminate())).tcp!.delegated!;
+    // Retransmitting for 30 s without progress made the neighbor stale: one reachability query
+    // (R119), and R22: the terminate waits for its answer.
+    const q = only(msgs, 'NeighborReachabilityQuery');
+    expect(q.map((x) => x.handle)).toEqual([1]);
+    const op = b.terminate();
+    expect(only(b.take(), 'TerminateOffloadComplete')).toEqual([]);
+    b.host({ type: 'ReachabilityReply', indicationId: q[0].indicationId, hostReachabilityDelta: 0 });
+    const d = tcpResult(terminated(b, op)).tcp!.delegated!;
     expect(d.rtCount).toBeGreaterThan(3);
     expect(d.sndUna).toBe(1000);
   });
@@ -380,5 +388,19 @@ describe('terminate requirements (spec 6, R1-R34)', () => {
     // Terminating the whole tree afterwards works.
     const done = terminated(b, b.terminate());
     expect(done.results.map((r) => r.status)).toEqual([Status.SUCCESS, Status.SUCCESS, Status.SUCCESS]);
+  });
+  it('R34: a terminated neighbor returns its current NicReachabilityDelta (ticks since the last forward progress)', () => {
+    const b = new CoreBench();
+    b.initiate(benchTcp({ chain: [seqBytes(1000, 100)] }), { neighbor: { ...benchNeighborState(), delegated: { nicReachabilityDelta: 400 } } });
+    b.advance(100);
+    b.peer({ seq: 5000, ack: 1100 }); // forward progress at t = 100
+    b.advance(1000);
+    const done = terminated(b, b.terminate());
+    expect(done.results.find((r) => r.blockId === 90)!.neighbor).toEqual({ delegated: { nicReachabilityDelta: 1000 } });
+    // Without progress the delta keeps growing from the value handed over.
+    const c = new CoreBench();
+    c.initiate(benchTcp(), { neighbor: { ...benchNeighborState(), delegated: { nicReachabilityDelta: 400 } } });
+    c.advance(250);
+    expect(terminated(c, c.terminate()).results.find((r) => r.blockId === 90)!.neighbor).toEqual({ delegated: { nicReachabilityDelta: 650 } });
   });
 });
