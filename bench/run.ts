@@ -3,8 +3,10 @@
  * baseline measured in the same run (docs/benchmarks.md). Needs root (network namespaces).
  *   BENCH_BYTES   stream size, e.g. 209715200, 200M, 1G (default 200M; K/M/G are powers of 1024)
  *   BENCH_RUNS    rounds of the three transfers, interleaved; medians are reported (default 3)
+ *   BENCH_ONLY    comma-separated subset: baseline, linux-to-stack, stack-to-linux, iperf3 (e.g. to profile
+ *                 one direction with `node --cpu-prof dist/bench/run.js`)
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +25,25 @@ export function parseBytes(s: string | undefined, fallback: number): number {
   const n = Math.round(Number(m[1]) * mult);
   if (n < 1) throw new RangeError('BENCH_BYTES must be at least 1');
   return n;
+}
+
+const SCENARIOS = ['baseline', 'linux-to-stack', 'stack-to-linux', 'iperf3'] as const;
+
+function parseOnly(s: string | undefined): Set<string> {
+  if (s === undefined || s.trim() === '') return new Set(SCENARIOS);
+  const names = s.split(',').map((x) => x.trim()).filter(Boolean);
+  const bad = names.filter((n) => !(SCENARIOS as readonly string[]).includes(n));
+  if (bad.length) throw new RangeError(`BENCH_ONLY: unknown scenario(s) ${bad.join(', ')} (known: ${SCENARIOS.join(', ')})`);
+  return new Set(names);
+}
+
+/** Linux PSI: the share of time runnable tasks waited for a CPU (other work on the machine). */
+function cpuPressure(): string | undefined {
+  try {
+    return /some avg10=([\d.]+)/.exec(readFileSync('/proc/pressure/cpu', 'utf8'))?.[1];
+  } catch {
+    return undefined;
+  }
 }
 
 /** A one-line live counter on a TTY; silent otherwise. */
@@ -66,12 +87,15 @@ async function main(): Promise<number> {
   }
   const bytes = parseBytes(process.env.BENCH_BYTES, 200 * 1024 ** 2);
   const runs = Math.max(1, Math.floor(Number(process.env.BENCH_RUNS ?? '3')) || 1);
+  const only = parseOnly(process.env.BENCH_ONLY);
   const started = new Date();
   const seed = started.toISOString();
   const loadBefore = loadavg();
+  const pressureBefore = cpuPressure();
   process.stdout.write(`bench: ${(bytes / 1024 ** 2).toFixed(1)} MiB per transfer, ${runs} round(s), ${cpus().length} CPU(s), Linux ${release()}\n`);
   if (loadBefore[0]! > cpus().length / 2) {
-    process.stdout.write(`bench: the machine is busy (load average ${loadBefore[0]!.toFixed(1)} on ${cpus().length} CPUs): absolute numbers will be low and noisy; compare ratios\n`);
+    const psi = pressureBefore === undefined ? '' : `, tasks waited for a CPU ${pressureBefore} % of the last 10 s`;
+    process.stdout.write(`bench: the machine is busy (load average ${loadBefore[0]!.toFixed(1)} on ${cpus().length} CPUs${psi}): absolute numbers will be low and noisy; compare ratios\n`);
   }
 
   const samples: Sample[] = [];
@@ -79,9 +103,12 @@ async function main(): Promise<number> {
   let failure: unknown;
   try {
     b = await buildBenchLab();
-    const order = [runBaseline, runLinuxToStack, runStackToLinux];
-    const withIperf3 = findCommand('iperf3') !== undefined;
-    if (!withIperf3) process.stdout.write('bench: no iperf3 (Debian: apt-get install iperf3): the kernel-only reference is left out\n');
+    const order = [runBaseline, runLinuxToStack, runStackToLinux].filter((_, i) => only.has(SCENARIOS[i]!));
+    let withIperf3 = only.has('iperf3');
+    if (withIperf3 && findCommand('iperf3') === undefined) {
+      withIperf3 = false;
+      process.stdout.write('bench: no iperf3 (Debian: apt-get install iperf3): the kernel-only reference is left out\n');
+    }
     for (let round = 0; round < runs; round++) {
       for (const run of order) {
         const s = await run(b, bytes, `${seed}/${round}`, progress);
@@ -99,13 +126,14 @@ async function main(): Promise<number> {
   }
 
   const loadAfter = loadavg();
+  const pressureAfter = cpuPressure();
   const summaries: Summary[] = summarize(samples);
   if (summaries.length) process.stdout.write(`\n${table(summaries)}\n`);
   const file = join(REPO, 'results', `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   mkdirSync(join(REPO, 'results'), { recursive: true });
   writeFileSync(file, `${JSON.stringify({
     started: started.toISOString(), host: hostname(), cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version,
-    bytes, runs, loadavgBefore: loadBefore, loadavgAfter: loadAfter, summaries, samples, error: failure === undefined ? undefined : String((failure as Error).stack ?? failure),
+    bytes, runs, loadavgBefore: loadBefore, loadavgAfter: loadAfter, cpuPressureAvg10Before: pressureBefore, cpuPressureAvg10After: pressureAfter, summaries, samples, error: failure === undefined ? undefined : String((failure as Error).stack ?? failure),
   }, null, 2)}\n`);
   process.stdout.write(`results: ${file}\n`);
   if (failure !== undefined) {
