@@ -99,28 +99,47 @@ describe.skipIf(why !== '')('HostStack on the raw IP link against Linux TCP', ()
 
   async function waitDone<T>(p: LabProcess, what: string, timeoutMs: number): Promise<T> {
     await p.waitForOutput(/"event":"done"/, timeoutMs).catch((e: Error) => {
-      throw new Error(`${what}: ${e.message}\nstdout:\n${p.stdout.slice(-2000)}`);
+      throw new Error(`${what}: ${e.message}\nstdout:\n${p.stdout.slice(-2000)}\nstderr:\n${p.stderr.slice(-2000)}`);
     });
     return eventOf<T>(p, 'done')!;
   }
 
-  /** The capture's one connection: both streams complete and equal to what the ends hashed. */
+  /** The capture's last packets as tcpdump prints them, for failure messages. */
+  async function captureTail(file: string): Promise<string> {
+    const { stdout } = await lab.exec(null, 'tcpdump', ['-nn', '-r', file]).catch(() => ({ stdout: '(tcpdump -r failed)' }));
+    return stdout.split('\n').slice(-16).join('\n');
+  }
+
+  /**
+   * The capture's one connection: both streams complete, equal to what the ends hashed, both FINs
+   * acknowledged, no RST from the stack. Linux may reset after that, and only then: on a loaded
+   * machine our ACK of its FIN can be late, its FIN retransmission meets our TIME_WAIT, our
+   * repeated ACK reaches a socket Linux has closed (the TAP interop tests allow the same).
+   */
   async function checkCapture(file: string, stackSentSha: string, linuxSentSha: string): Promise<ConnectionReport> {
     const analysis = await analyzePcap(file, { verifyChecksums: true, contentBudgetBytes: 128 * MB });
-    const v = verdict(analysis, { failOnRst: true, failOnCaptureGap: true });
-    expect(v.problems).toEqual([]);
+    const v = verdict(analysis, { failOnCaptureGap: true });
+    const tail = `\nlast packets:\n${await captureTail(file)}\nverdict notes: ${v.notes.join('; ')}`;
+    expect(v.problems, tail).toEqual([]);
     expect(analysis.skipped['bad-checksum'] ?? 0).toBe(0);
     expect(analysis.connections).toHaveLength(1);
     const c = analysis.connections[0]!;
     const fromStack = c.ab.from.startsWith(`${STACK_IP}:`) ? c.ab : c.ba;
     const fromLinux = fromStack === c.ab ? c.ba : c.ab;
     expect(fromLinux.from.startsWith(`${LINUX_IP}:`)).toBe(true);
-    expect(c.state).toBe('closed');
+    expect(fromStack.rst, `the stack sent an RST${tail}`).toBeUndefined();
     for (const d of [fromStack, fromLinux]) {
-      expect(d.rst).toBeUndefined();
-      expect(d.fin).toBeDefined();
       expect(d.gaps.streamBytes).toBe(0);
       expect(d.content.bytes).toBe(SIZE);
+      expect(d.ackedBytes).toBe(SIZE);
+      expect(d.fin, `no FIN from ${d.from}${tail}`).toBeDefined();
+      expect(d.acks.highest, `FIN of ${d.from} not acknowledged${tail}`).toBe(d.fin!.seq + 1);
+    }
+    if (fromLinux.rst) {
+      const lastFin = Math.max(fromStack.fin!.firstMs, fromLinux.fin!.firstMs);
+      expect(fromLinux.rst.firstMs, `Linux reset before both FINs${tail}`).toBeGreaterThan(lastFin);
+    } else {
+      expect(c.state).toBe('closed');
     }
     // The wire carried exactly what each end hashed.
     expect(fromStack.content.sha256).toBe(stackSentSha);
@@ -146,11 +165,14 @@ describe.skipIf(why !== '')('HostStack on the raw IP link against Linux TCP', ()
     expect(theirs.recvBytes).toBe(SIZE);
     expect(theirs.recvSha).toBe(ours.sentSha);
     expect(ours.ended).toBe(true);
-    // We closed first (end after our writes; Linux ends after our FIN): we hold TIME_WAIT.
-    expect(ours.state).toBe('TIME_WAIT');
     expect(ours.resetsSent).toBe(0);
 
     const c = await checkCapture(file, ours.sentSha, theirs.sentSha);
+    // We closed first (end after our writes; Linux ends after our FIN): we hold TIME_WAIT, unless
+    // a late Linux RST ended it (RFC 1337 TIME-WAIT assassination, which Linux allows too).
+    const fromLinux = c.ab.from.startsWith(`${LINUX_IP}:`) ? c.ab : c.ba;
+    expect(ours.state).toBe(fromLinux.rst ? 'CLOSED' : 'TIME_WAIT');
+    expect(fromLinux.fin!.firstMs).toBeGreaterThan((fromLinux === c.ab ? c.ba : c.ab).fin!.firstMs);
     expect(c.a.startsWith(`${STACK_IP}:`)).toBe(true); // our SYN opened it
     expect(c.negotiated.complete).toBe(true);
     // The kernel in A answered Linux's SYN-ACK (a connection it has no socket for) with an RST

@@ -14,7 +14,6 @@ import { openRawLink } from '../../src/link/raw.js';
 import { WallClockScheduler } from '../../src/link/scheduler.js';
 import { TCP_STATE_NAMES } from '../../src/tcp/types.js';
 import { ipv4 } from '../../src/wire/addresses.js';
-import { Collector, writeAll } from './host-sim.js';
 
 export interface RawChildConfig {
   /** The address the stack owns (assigned to the namespace's interface too). */
@@ -47,6 +46,44 @@ export interface RawChildReport {
 
 const LINGER_MS = 300;
 
+/** Hashes what the socket delivers. (Self-contained: the child imports as little as it can.) */
+class Collector {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  ended = false;
+  error: (Error & { code?: string }) | undefined;
+
+  constructor(socket: TcpSocket) {
+    socket.on('data', (d: Buffer) => {
+      this.hash.update(d);
+      this.bytes += d.length;
+    });
+    socket.on('end', () => { this.ended = true; });
+    socket.on('error', (e: Error & { code?: string }) => { this.error = e; });
+  }
+
+  digest(): string {
+    return this.hash.copy().digest('hex');
+  }
+}
+
+/** Writes `data` in 64 KiB chunks, honouring backpressure, then ends. */
+async function writeAll(socket: TcpSocket, data: Uint8Array): Promise<void> {
+  const chunk = 64 * 1024;
+  for (let off = 0; off < data.length; off += chunk) {
+    if (socket.destroyed) throw new Error('socket destroyed while writing');
+    if (!socket.write(data.subarray(off, Math.min(off + chunk, data.length)))) {
+      await new Promise<void>((resolve, reject) => {
+        const onDrain = (): void => { socket.off('close', onClose); resolve(); };
+        const onClose = (): void => { socket.off('drain', onDrain); reject(new Error('socket closed while waiting for drain')); };
+        socket.once('drain', onDrain);
+        socket.once('close', onClose);
+      });
+    }
+  }
+  socket.end();
+}
+
 function say(o: object): void {
   process.stdout.write(`${JSON.stringify(o)}\n`);
 }
@@ -72,12 +109,19 @@ function main(): void {
   const data = randomBytes(cfg.send);
   const sentSha = createHash('sha256').update(data).digest('hex');
   let finished = false;
+  let phase = 'waiting for a connection';
+  // A child that ends without its report leaves the test guessing: say where it stopped.
+  process.on('exit', (code) => {
+    if (phase !== 'reported') process.stderr.write(`raw-child: exit ${code} without a report while ${phase}\n`);
+  });
 
   const finish = async (sock: TcpSocket | undefined, c: Collector | undefined, error?: string): Promise<void> => {
     if (finished) return;
     finished = true;
+    phase = 'lingering';
     // Stay up a moment: the last ACK goes out, and a retransmitted FIN still meets our TIME_WAIT.
     await new Promise((r) => setTimeout(r, LINGER_MS));
+    phase = 'draining';
     await drained();
     const report: RawChildReport = {
       event: 'done', sentSha, sentBytes: data.length,
@@ -91,13 +135,16 @@ function main(): void {
     // TIME_WAIT would keep the stack's timers alive: stop here.
     stack.close();
     scheduler.close();
+    phase = 'closing';
     await drained();
     await link.close();
+    phase = 'reported';
     process.stdout.write(`${JSON.stringify(report)}\n`, () => process.exit(0));
   };
 
   const run = (sock: TcpSocket): void => {
     say({ event: 'connected', localPort: sock.localPort, remotePort: sock.remotePort });
+    phase = 'transferring';
     const c = new Collector(sock);
     sock.on('close', () => void finish(sock, c));
     writeAll(sock, data).catch((e: Error) => void finish(sock, c, `write: ${e.message}`));
