@@ -48,7 +48,11 @@ export interface Sample {
   /** Which side ran the userspace stack (its node process is the one the CPU column is about). */
   stackSide?: 'recv' | 'send';
   /** Stack-side counters for the userspace runs. */
-  stack?: { retransmittedSegments: number; framesIn: number; framesOut: number; tapDropsOut: number; kernelTapTxDrops: number };
+  stack?: {
+    retransmittedSegments: number; framesIn: number; framesOut: number; tapDropsOut: number; kernelTapTxDrops: number;
+    /** Read bursts (one JS callback each) and write batches (one native call each). */
+    readBursts: number; writeBatches: number;
+  };
 }
 
 export interface Progress {
@@ -243,6 +247,8 @@ function sample(scenario: ScenarioId, bytes: number, ms: number, recvCpuMs: numb
 interface Counters {
   framesIn: number;
   framesOut: number;
+  readBursts: number;
+  writeBatches: number;
   tapDropsOut: number;
   kernelTapTxDrops: number;
 }
@@ -251,6 +257,8 @@ async function stackCounters(b: BenchLab): Promise<Counters> {
   return {
     framesIn: b.stack.stats.framesIn,
     framesOut: b.stack.stats.framesOut,
+    readBursts: b.tap.tapCounters().bursts,
+    writeBatches: b.stack.stats.batchesOut,
     tapDropsOut: b.tap.counters.dropsOut,
     kernelTapTxDrops: await kernelTxDrops(b),
   };
@@ -262,6 +270,8 @@ async function stackDelta(b: BenchLab, before: Counters, sock: TcpSocket): Promi
     retransmittedSegments: sock.connection.stats.retransmittedSegments,
     framesIn: now.framesIn - before.framesIn,
     framesOut: now.framesOut - before.framesOut,
+    readBursts: now.readBursts - before.readBursts,
+    writeBatches: now.writeBatches - before.writeBatches,
     tapDropsOut: now.tapDropsOut - before.tapDropsOut,
     kernelTapTxDrops: now.kernelTapTxDrops - before.kernelTapTxDrops,
   };
