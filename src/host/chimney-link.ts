@@ -23,6 +23,8 @@ export class ChimneyLink implements Link {
   readonly counters: LinkCounters = newLinkCounters();
   private receiver: FrameHandler | undefined;
   private control: ((msg: TargetMessage) => void) | undefined;
+  /** Called once when the binding to the target is gone (the target resets what it offloaded). */
+  onBindingClosed: ((reason: string) => void) | undefined;
   private early: TargetMessage[] = [];
   private closed = false;
   private readonly sendFn: (msg: HostMessage) => void;
@@ -37,6 +39,7 @@ export class ChimneyLink implements Link {
   static overIpc(client: IpcClient, opts: Omit<ChimneyLinkOptions, 'send'> = {}): ChimneyLink {
     const link = new ChimneyLink({ ...opts, send: (m) => { client.send(m); } });
     client.on((m) => link.onTargetMessage(m));
+    client.onClose((reason) => link.bindingClosed(reason));
     return link;
   }
 
@@ -87,6 +90,14 @@ export class ChimneyLink implements Link {
     }
     if (this.control === undefined) this.early.push(msg);
     else this.control(msg);
+  }
+
+  /** The binding closed: no more frames either way. */
+  bindingClosed(reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.receiver = undefined;
+    this.onBindingClosed?.(reason);
   }
 
   close(): Promise<void> {

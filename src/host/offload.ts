@@ -177,6 +177,8 @@ export class OffloadManager implements OffloadControl {
   private readonly ops = new Map<number, { kind: 'initiate' | 'terminate'; entry: OffloadEntry }>();
   /** Sockets the automatic policy already decided on (it offloads a connection once). */
   private readonly decided = new WeakSet<TcpSocket>();
+  /** Set by UploadAll / OffloadPause until OffloadResume (spec 5.5): no new offloads. */
+  private paused = false;
   private nextHandle = 1;
   private nextOp = 1;
   private nextReq = 1;
@@ -192,6 +194,24 @@ export class OffloadManager implements OffloadControl {
     this.receivePost = opts.receivePost ?? 64 * 1024;
     this.log = opts.log ?? (() => {});
     link.setControlHandler((m) => this.onTargetMessage(m));
+    link.onBindingClosed = (reason) => this.bindingLost(reason);
+  }
+
+  /** Whether the target accepts new offloads now (spec 5.5). */
+  get accepting(): boolean {
+    return !this.paused;
+  }
+
+  /** The target is gone and has reset every connection it held (issue 4, item 3). */
+  private bindingLost(reason: string): void {
+    this.paused = true;
+    const err = new Error(`offload target binding closed: ${reason}`);
+    for (const entry of [...this.bySocket.values()]) {
+      this.forget(entry);
+      entry.socket.offloadGone();
+      for (const w of [...entry.initiateWaiters.splice(0), ...entry.terminateWaiters.splice(0)]) w.reject(err);
+    }
+    this.ops.clear();
   }
 
   /** Connections the target drives now (initiating and terminating included). */
@@ -209,7 +229,7 @@ export class OffloadManager implements OffloadControl {
 
   activity(socket: TcpSocket): void {
     const p = this.policy;
-    if (p === 'never' || p === 'manual' || this.decided.has(socket) || this.bySocket.has(socket)) return;
+    if (p === 'never' || p === 'manual' || this.paused || this.decided.has(socket) || this.bySocket.has(socket)) return;
     if (!OFFLOADABLE.has(socket.connection.state)) return;
     if (typeof p === 'object' && socket.bytesRead + socket.bytesWritten < p.afterBytes) return;
     this.decided.add(socket);
@@ -228,6 +248,7 @@ export class OffloadManager implements OffloadControl {
       if (existing.phase === 'initiating') return new Promise((resolve, reject) => existing.initiateWaiters.push({ resolve, reject }));
       return Promise.reject(new Error('offload: a terminate of this connection is running'));
     }
+    if (this.paused) return Promise.reject(new Error('offload: the target asked for no new offloads (spec 5.5)'));
     const b = socket.binding;
     if (socket.destroyed || b.closed || !b.attached) return Promise.reject(new Error('offload: the connection is closed or not driven by the host'));
     const conn = b.connection;
@@ -479,7 +500,12 @@ export class OffloadManager implements OffloadControl {
         return;
       }
       case 'StatusIndication':
-        if (m.code === AdapterStatus.UploadAll) void this.terminateAll().catch(() => {});
+        if (m.code === AdapterStatus.UploadAll) {
+          this.paused = true;
+          void this.terminateAll().catch(() => {});
+        } else {
+          this.paused = m.code === AdapterStatus.OffloadPause;
+        }
         return;
       default:
         return; // disconnect / forward completions, query and update answers: nothing to do

@@ -14,7 +14,7 @@ import { HostStack } from '../../src/host/stack.js';
 import type { OffloadPolicy } from '../../src/host/offload.js';
 import type { TcpSocket } from '../../src/host/socket.js';
 import type { TerminateSendMode } from '../../src/chimney/send-queue.js';
-import { UploadReason } from '../../src/chimney/state.js';
+import { AdapterStatus, UploadReason } from '../../src/chimney/state.js';
 import {
   Collector, IP_A, IP_B, MAC_A, MAC_B, payload, runSimFor, runSimUntil, sha256, virtualScheduler, writeAll,
 } from '../support/host-sim.js';
@@ -241,6 +241,30 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     await rig.run(() => socks.every((s) => !s.offloaded) && rig.core.connectionCount === 0, 'uploaded');
     expect(rig.a.offload!.stats.terminates).toBe(3);
     expect(rig.a.demux.size).toBe(3);
+    // Spec 5.5: no new offloads until the target sends OffloadResume.
+    await expect(socks[0].offload()).rejects.toThrow('no new offloads');
+    rig.link.onTargetMessage({
+      type: 'StatusIndication', code: AdapterStatus.OffloadResume,
+      capabilities: { supportIPv4: true, supportIPv6: false, supportSack: true, tcpConnectionOffloadCapacity: 16, ticksPerSecond: 1000 },
+    });
+    const again = socks[0].offload();
+    await rig.run(() => socks[0].offloaded && rig.core.connectionCount === 1, 'offloaded again');
+    await again;
+  }, 60_000);
+
+  it('binding lost: the target resets what it held, offloaded sockets fail with ECONNRESET and leave the demux', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca, cb } = await rig.pair();
+    const ra = new Collector(ca);
+    const rb = new Collector(cb);
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    rig.core.hostGone();
+    rig.link.bindingClosed('test');
+    await rig.run(() => ra.error !== undefined && rb.error !== undefined, 'both reset');
+    expect(ra.error?.code).toBe('ECONNRESET');
+    expect(rb.error?.code).toBe('ECONNRESET');
+    expect(rig.a.demux.size).toBe(0);
+    expect(rig.a.offload!.accepting).toBe(false);
   }, 60_000);
 
   it('spec 4.3: a paused reader refuses indications; on resume a posted receive brings the held data, exact', async () => {
