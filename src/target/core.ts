@@ -406,11 +406,14 @@ export class TargetCore {
     if (t.conn.phase === 'live') this.checkReachability(n); // not for a terminate's last ACK
     const srcMac = macEquals(n.state.const.dlSourceAddress, ZERO_MAC) ? this.o.interfaceMac : n.state.const.dlSourceAddress;
     const cached = t.conn.cached;
+    // R80 (spec 3.2.6): VlanId is always 0 here (non-zero is refused at initiate); a non-zero
+    // 802.1p priority goes out in a VLAN-0 tag, CFI/DEI 0; no tag when both are zero.
+    const vlan = cached.userPriority ? { pcp: cached.userPriority & 7, dei: false, vid: 0 } : undefined;
     for (const segment of segs) {
       const id = this.ipId;
       this.ipId = this.ipId === 0xffff ? 0x8000 : this.ipId + 1; // R75: the upper half of the ID space
       const frame = buildTcpFrame({
-        srcMac, dstMac: n.state.cached.dlDestinationAddress,
+        srcMac, dstMac: n.state.cached.dlDestinationAddress, vlan,
         ip: { version: 4, src: readU32(p.state.const.sourceAddress), dst: readU32(p.state.const.destinationAddress), ttl: cached.ttlOrHopLimit || 64, tos: cached.tosOrTrafficClass, id, df: true },
         segment,
       });

@@ -500,6 +500,7 @@ export interface WireOut {
   frame: Uint8Array;
   /** How many host messages had been emitted when this segment left (orders wire vs host). */
   hostMsgsBefore: number;
+  vlan: { pcp: number; dei: boolean; vid: number } | undefined;
 }
 
 export interface BenchTcpOptions {
@@ -531,6 +532,7 @@ export interface BenchTcpOptions {
   tsRecent?: number;
   ttl?: number;
   tos?: number;
+  userPriority?: number;
   handle?: number;
   localPort?: number;
 }
@@ -560,7 +562,7 @@ export function benchTcp(o: BenchTcpOptions = {}): ChimneyTcpState {
     cached: {
       flags: o.cachedFlags ?? 0, initialRcvWnd: o.initialRcvWnd ?? 65535, rcvIndicationSize: o.rcvIndicationSize ?? 0,
       kaProbeCount: o.kaProbeCount ?? 0, kaTimeout: o.kaTimeout ?? 0, kaInterval: o.kaInterval ?? 0, maxRt: 0, flowLabel: 0,
-      ttlOrHopLimit: o.ttl ?? 64, tosOrTrafficClass: o.tos ?? 0, userPriority: 0,
+      ttlOrHopLimit: o.ttl ?? 64, tosOrTrafficClass: o.tos ?? 0, userPriority: o.userPriority ?? 0,
     },
     delegated: {
       state: o.state ?? S.Established, rcvNxt: o.rcvNxt ?? 5000, rcvWnd: o.rcvWnd ?? 65535,
@@ -617,7 +619,7 @@ export class CoreBench {
         const p = parseFrame(f);
         if (typeof p === 'string' || !p.tcp || !p.ip || p.ip.version !== 4) throw new Error(`target sent an unparsable frame: ${String(p)}`);
         const ip = p.ip;
-        const w: WireOut = { seg: copySeg(p.tcp), ipId: ip.id, df: ip.df, ttl: ip.ttl, tos: ip.tos, srcMac: p.eth.src.slice(), dstMac: p.eth.dst.slice(), frame: f.slice(), hostMsgsBefore: this.all.length };
+        const w: WireOut = { seg: copySeg(p.tcp), ipId: ip.id, df: ip.df, ttl: ip.ttl, tos: ip.tos, srcMac: p.eth.src.slice(), dstMac: p.eth.dst.slice(), frame: f.slice(), hostMsgsBefore: this.all.length, vlan: p.eth.vlan ? { ...p.eth.vlan } : undefined };
         this.wire.push(w);
         this.wireInbox.push(w);
       },
