@@ -97,11 +97,20 @@ describe.skipIf(why !== '')('HostStack on the raw IP link against Linux TCP', ()
     };
   }
 
-  async function waitDone<T>(p: LabProcess, what: string, timeoutMs: number): Promise<T> {
+  /** The 'done' report of one end; rejects at once when that end reports an error. */
+  async function waitDone<T extends { error?: string }>(p: LabProcess, what: string, timeoutMs: number): Promise<T> {
+    const context = (): string => `\nstdout:\n${p.stdout.slice(-2000)}\nstderr:\n${p.stderr.slice(-2000)}`;
     await p.waitForOutput(/"event":"done"/, timeoutMs).catch((e: Error) => {
-      throw new Error(`${what}: ${e.message}\nstdout:\n${p.stdout.slice(-2000)}\nstderr:\n${p.stderr.slice(-2000)}`);
+      throw new Error(`${what}: ${e.message}${context()}`);
     });
-    return eventOf<T>(p, 'done')!;
+    const report = eventOf<T>(p, 'done')!;
+    if (report.error !== undefined) throw new Error(`${what} failed: ${report.error}${context()}`);
+    return report;
+  }
+
+  /** Both ends' reports; the first failure (an end's error or silence) ends the wait. */
+  function bothDone(child: LabProcess, peer: LabProcess): Promise<[RawChildReport, PeerReport]> {
+    return Promise.all([waitDone<RawChildReport>(child, 'stack child', 50_000), waitDone<PeerReport>(peer, 'Linux peer', 50_000)]);
   }
 
   /** The capture's last packets as tcpdump prints them, for failure messages. */
@@ -154,8 +163,7 @@ describe.skipIf(why !== '')('HostStack on the raw IP link against Linux TCP', ()
     const peer = startPeer({ role: 'server', port, send: SIZE, close: 'after-peer-end' });
     await peer.waitForOutput(/"event":"listening"/, 20_000);
     const child = await startChild({ address: STACK_IP, prefixLength: 24, role: 'client', host: LINUX_IP, port, send: SIZE, timeoutMs: 45_000 });
-    const ours = await waitDone<RawChildReport>(child, 'stack child', 50_000);
-    const theirs = await waitDone<PeerReport>(peer, 'Linux peer', 5_000);
+    const [ours, theirs] = await bothDone(child, peer);
     const file = await cap.stop();
 
     expect(ours.error).toBeUndefined();
@@ -186,8 +194,7 @@ describe.skipIf(why !== '')('HostStack on the raw IP link against Linux TCP', ()
     const before = await sup.suppressed();
     const child = await startChild({ address: STACK_IP, prefixLength: 24, role: 'server', port, send: SIZE, timeoutMs: 45_000 });
     const peer = startPeer({ role: 'client', host: STACK_IP, port, send: SIZE, close: 'end' });
-    const ours = await waitDone<RawChildReport>(child, 'stack child', 50_000);
-    const theirs = await waitDone<PeerReport>(peer, 'Linux peer', 5_000);
+    const [ours, theirs] = await bothDone(child, peer);
     const file = await cap.stop();
 
     expect(ours.error).toBeUndefined();
