@@ -37,6 +37,8 @@ export interface OffloadManagerOptions {
   sendBacklog?: number;
   /** Receive request size posted after the host refused an indication (default 64 KiB). */
   receivePost?: number;
+  /** The target's tick rate (its default; this manager sends no SetParameters). Default 1000. */
+  ticksPerSecond?: number;
   log?: (msg: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -170,6 +172,7 @@ export class OffloadManager implements OffloadControl {
   readonly policy: OffloadPolicy;
   readonly sendBacklog: number;
   readonly receivePost: number;
+  readonly msPerTick: number;
   readonly stats: OffloadStats = { initiates: 0, initiateFailures: 0, terminates: 0, sendRequests: 0, indications: 0, indicationsRefused: 0 };
   private readonly bySocket = new Map<TcpSocket, OffloadEntry>();
   private readonly byHandle = new Map<number, OffloadEntry>();
@@ -192,6 +195,7 @@ export class OffloadManager implements OffloadControl {
     this.policy = opts.policy;
     this.sendBacklog = opts.sendBacklog ?? 256 * 1024;
     this.receivePost = opts.receivePost ?? 64 * 1024;
+    this.msPerTick = 1000 / (opts.ticksPerSecond ?? 1000);
     this.log = opts.log ?? (() => {});
     link.setControlHandler((m) => this.onTargetMessage(m));
     link.onBindingClosed = (reason) => this.bindingLost(reason);
@@ -258,7 +262,7 @@ export class OffloadManager implements OffloadControl {
     if (peerMac === undefined) return Promise.reject(new Error('offload: next hop not resolved'));
 
     const held: TcpSegment[] = [];
-    const exp = socket.exportState({}, new HoldHandler(held));
+    const exp = socket.exportState({ msPerTick: this.msPerTick }, new HoldHandler(held));
     this.stack.flush();
     const handle = this.nextHandle;
     this.nextHandle += 3;
@@ -276,14 +280,17 @@ export class OffloadManager implements OffloadControl {
     }
     const sendChain = entry.outstanding.map((r) => ({ bufferId: r.id, bytes: r.bytes }));
     const k = exp.const;
+    const ka = conn.config.keepalive;
     const state: ChimneyTcpState = {
       const: {
         flags: (k.timestamps ? TCP_CONST_FLAG.TIMESTAMP_ENABLED : 0) | (k.sack ? TCP_CONST_FLAG.SACK_ENABLED : 0) | (k.windowScaling ? TCP_CONST_FLAG.WINDOW_SCALING_ENABLED : 0),
         remotePort: b.entry.remotePort, localPort: b.entry.localPort, sndWindScale: k.sndWindScale, rcvWindScale: k.rcvWindScale, remoteMss: k.remoteMss, hashValue: 0,
       },
       cached: {
-        flags: conn.config.nagle ? TCP_CACHED_FLAG.NAGLING_ENABLED : 0, initialRcvWnd: conn.config.receiveBufferSize, rcvIndicationSize: 0,
-        kaProbeCount: 0, kaTimeout: 0, kaInterval: 0, maxRt: 0, flowLabel: 0, ttlOrHopLimit: 64, tosOrTrafficClass: 0, userPriority: 0,
+        flags: (conn.config.nagle ? TCP_CACHED_FLAG.NAGLING_ENABLED : 0) | (ka.enabled ? TCP_CACHED_FLAG.KEEP_ALIVE_ENABLED : 0),
+        initialRcvWnd: conn.config.receiveBufferSize, rcvIndicationSize: 0,
+        kaProbeCount: ka.probes, kaTimeout: Math.ceil(ka.idleMs / this.msPerTick), kaInterval: Math.ceil(ka.intervalMs / this.msPerTick),
+        maxRt: 0, flowLabel: 0, ttlOrHopLimit: 64, tosOrTrafficClass: 0, userPriority: 0,
       },
       delegated: {
         ...exp.delegated, flags: 0, dWnd: 0,
@@ -431,7 +438,7 @@ export class OffloadManager implements OffloadControl {
     try {
       if (entry.aborted || exp.delegated.state === S.Closed) throw new Error('the connection was reset');
       conn = TcpConnection.import(exp, {
-        config: s.connection.config, localPort: b.entry.localPort, remotePort: b.entry.remotePort, now: this.stack.scheduler.now(),
+        config: s.connection.config, localPort: b.entry.localPort, remotePort: b.entry.remotePort, now: this.stack.scheduler.now(), msPerTick: this.msPerTick,
       });
     } catch (e) {
       // Nothing to continue (reset, or a state no engine accepts): the connection ends here.

@@ -283,6 +283,19 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     expect(ra.digest()).toBe(sha256(db));
   }, 60_000);
 
+  it('CACHED keepalive (spec 2.1): a keepalive socket keeps probing while offloaded, from the target', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    rig.b.listen(80, () => {});
+    const ca = rig.a.connect({ host: IP_B, port: 80, keepAlive: true, keepAliveInitialDelay: 1000 });
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    const target = rig.core.connections()[0].connection;
+    expect(target.config.keepalive.enabled).toBe(true);
+    expect(target.config.keepalive.idleMs).toBe(1000);
+    await runSimFor(rig.sim, 5500);
+    expect(target.stats.keepaliveProbes).toBeGreaterThanOrEqual(4);
+    expect(ca.destroyed).toBe(false);
+  }, 60_000);
+
   it('seeded: 24 runs with offload/terminate at random times under loss, reordering and duplication, streams exact', async () => {
     const failures: string[] = [];
     let cycles = 0;
