@@ -160,14 +160,14 @@ export async function runLinuxToStack(b: BenchLab, bytes: number, seed: string, 
   const send = startPeer(b, b.nsK, { role: 'send', open: 'connect', host: STACK_IP, port, bytes, seed });
   const stop = progress('Linux -> userspace (TAP)', () => got);
   try {
-    sock = await withTimeout(accepted, t, 'the Linux sender did not connect');
+    sock = await withTimeout(unlessExited(accepted, send), t, 'the Linux sender did not connect');
     const t0 = performance.now();
     const cpu0 = process.cpuUsage();
     sock.on('data', (d: Buffer) => {
       hash.update(d);
       got += d.length;
     });
-    await withTimeout(once(sock, 'end'), t, `end of stream (got ${got} of ${bytes} bytes)`);
+    await withTimeout(unlessExited(once(sock, 'end'), send, true), t, `end of stream (got ${got} of ${bytes} bytes)`);
     const ms = performance.now() - t0;
     const cpu = cpuMsSince(cpu0);
     const s = await peerReport(send, t);
@@ -196,8 +196,8 @@ export async function runStackToLinux(b: BenchLab, bytes: number, seed: string, 
     await withTimeout(once(sock, 'connect'), 20_000, 'connect to the Linux receiver');
     const closed = once(sock, 'close');
     sock.on('data', () => undefined);
-    await withTimeout(writeAll(sock, data), t, 'writing the stream');
-    await withTimeout(closed, t, 'close after the Linux receiver ended');
+    await withTimeout(unlessExited(writeAll(sock, data), recv), t, 'writing the stream');
+    await withTimeout(unlessExited(closed, recv, true), t, 'close after the Linux receiver ended');
     const cpu = cpuMsSince(cpu0);
     const r = await peerReport(recv, t);
     const out = sample('stack-to-linux', bytes, r.ms, r.userMs + r.systemMs, cpu.userMs + cpu.systemMs, sentSha, r.sha, r.bytes);
@@ -297,6 +297,19 @@ async function writeAll(sock: TcpSocket, data: Uint8Array): Promise<void> {
     sock.off('close', onClose);
   }
   sock.end();
+}
+
+/**
+ * `p`, or a rejection once the Linux peer has exited without it (after a grace period when the
+ * peer may legitimately exit first, as a receiver does right after it has seen the end).
+ */
+function unlessExited<T>(p: Promise<T>, peer: LabProcess, exitIsNormal = false): Promise<T> {
+  const died = peer.exited.then(async (e) => {
+    if (exitIsNormal) await new Promise((r) => setTimeout(r, 10_000).unref());
+    throw new Error(`the Linux peer exited (${e.code ?? e.signal}) first:\n${peer.stdout.slice(-500)}${peer.stderr.slice(-2000)}`);
+  });
+  died.catch(() => undefined);
+  return Promise.race([p, died]);
 }
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
