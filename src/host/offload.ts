@@ -47,6 +47,8 @@ export interface OffloadStats {
   initiateFailures: number;
   terminates: number;
   sendRequests: number;
+  /** Most send-request bytes one connection had at the target at once (bounded by sendBacklog). */
+  sendBacklogPeak: number;
   indications: number;
   indicationsRefused: number;
 }
@@ -116,7 +118,9 @@ class OffloadEntry implements OffloadIo {
       this.outstandingBytes += req.bytes.length;
       buffers.push({ requestId: req.id, bytes: req.bytes });
     }
-    this.mgr.stats.sendRequests += buffers.length;
+    const st = this.mgr.stats;
+    st.sendRequests += buffers.length;
+    if (this.outstandingBytes > st.sendBacklogPeak) st.sendBacklogPeak = this.outstandingBytes;
     this.mgr.link.sendMessage({ type: 'TcpSend', ctx: this.ctx, buffers });
     return n;
   }
@@ -173,7 +177,7 @@ export class OffloadManager implements OffloadControl {
   readonly sendBacklog: number;
   readonly receivePost: number;
   readonly msPerTick: number;
-  readonly stats: OffloadStats = { initiates: 0, initiateFailures: 0, terminates: 0, sendRequests: 0, indications: 0, indicationsRefused: 0 };
+  readonly stats: OffloadStats = { initiates: 0, initiateFailures: 0, terminates: 0, sendRequests: 0, sendBacklogPeak: 0, indications: 0, indicationsRefused: 0 };
   private readonly bySocket = new Map<TcpSocket, OffloadEntry>();
   private readonly byHandle = new Map<number, OffloadEntry>();
   private readonly byCtx = new Map<number, OffloadEntry>();

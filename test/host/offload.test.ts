@@ -283,6 +283,28 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     expect(ra.digest()).toBe(sha256(db));
   }, 60_000);
 
+  it('passive open: an accepted socket is offloaded after the handshake; writes see backpressure from the send backlog', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    let accepted: TcpSocket | undefined;
+    rig.a.listen(8080, (s) => { accepted = s; }, { allowHalfOpen: true });
+    const cb = rig.b.connect({ host: IP_A, port: 8080, allowHalfOpen: true });
+    await rig.run(() => accepted !== undefined && accepted.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    const ca = accepted!;
+    const ra = new Collector(ca);
+    const rb = new Collector(cb);
+    const da = payload(31, 2 << 20);
+    const db = payload(32, 1 << 20);
+    const wa = writeAll(ca, da, { chunk: 256 * 1024 });
+    void writeAll(cb, db);
+    await rig.run(() => (ra.ended && rb.ended) || ra.error !== undefined || rb.error !== undefined, 'transfer');
+    expect(rb.digest()).toBe(sha256(da));
+    expect(ra.digest()).toBe(sha256(db));
+    expect((await wa).sawBackpressure).toBe(true);
+    // The writes waited for send completions: the target never held more than the backlog.
+    expect(rig.a.offload!.stats.sendBacklogPeak).toBe(256 * 1024);
+    expect(rig.core.counters.framesOffloaded).toBeGreaterThan(300);
+  }, 60_000);
+
   it('CACHED keepalive (spec 2.1): a keepalive socket keeps probing while offloaded, from the target', async () => {
     const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
     rig.b.listen(80, () => {});
