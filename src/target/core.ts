@@ -19,7 +19,8 @@ import type { Scheduler } from '../tcp/driver.js';
 import { macEquals, ZERO_MAC } from '../wire/addresses.js';
 import { buildTcpFrame, parseFrame } from '../wire/frame.js';
 import { parseTcp } from '../wire/tcp.js';
-import { TCP_URG, type TcpSegment } from '../wire/tcp-segment.js';
+import { TCP_RST, TCP_SYN, TCP_URG, type TcpSegment } from '../wire/tcp-segment.js';
+import { TcpState as EngineState } from '../tcp/types.js';
 import {
   DEFAULT_PARAMETERS, OffloadedConnection, checkOffloadable, type TargetParameters,
 } from './offloaded-connection.js';
@@ -433,7 +434,13 @@ export class TargetCore {
         const ctx = this.flows.get(key);
         const t = ctx === undefined ? undefined : this.tcps.get(ctx);
         if (t && t.conn.phase === 'live' && !t.conn.invalidated && !t.conn.uploadRequested) {
-          if (parsed.tcp.flags & TCP_URG) {
+          const syn = (parsed.tcp.flags & (TCP_SYN | TCP_RST)) === TCP_SYN;
+          if (syn && t.conn.state === EngineState.TimeWait) {
+            // R120: a SYN in TIME_WAIT goes to the host raw (a new incarnation is its business).
+          } else if (syn && parsed.tcp.seq === t.conn.connection.rcvNxt) {
+            // R113: an in-order SYN: upload in Closed state; this and later segments go raw.
+            t.conn.uploadClosed();
+          } else if (parsed.tcp.flags & TCP_URG) {
             // R114: urgent data: ask for the upload; this and later segments go to the host raw.
             t.conn.requestUpload(UploadReason.ReceivedUrgentData);
           } else {

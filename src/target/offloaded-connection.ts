@@ -167,6 +167,8 @@ export class OffloadedConnection {
   aborted = false;
   /** Invalidated (directly or through its path/neighbor): no more transmission (R64). */
   invalidated = false;
+  /** Spec 4.8 in-order SYN (R113): the connection is dead and is uploaded in Closed state. */
+  forcedClosed = false;
   phase: ConnectionPhase = 'live';
   /** Sends completed with SUCCESS / chained / completed otherwise, for the ownership ledger. */
   readonly counters = { sendsCompleted: 0, receivesCompleted: 0, indications: 0, segmentsIn: 0 };
@@ -205,7 +207,7 @@ export class OffloadedConnection {
       this.delivery.seedHeld(o.state.delegated.bufferedData.slice()); // copied (R47)
     }
     this.driver = new ConnectionDriver(this.engine, o.scheduler, {
-      segments: (segs) => { if (!this.invalidated) this.sinks.segments(segs); },
+      segments: (segs) => { if (!this.invalidated && !this.forcedClosed) this.sinks.segments(segs); },
       events: (evs) => this.onEngineEvents(evs),
     });
     this.afterDelivery();
@@ -338,6 +340,7 @@ export class OffloadedConnection {
     const exp = this.engine.export(this.scheduler.now(), { msPerTick: this.msPerTick, flushAck: false });
     const delegated: TcpDelegated = {
       ...exp.delegated, flags: 0, dWnd: 0,
+      ...(this.forcedClosed ? { state: EngineState.Closed } : {}),
       sendBacklogSize: Math.min(Math.max(this.engine.cwnd, this.engine.mss), this.engine.sndWnd || this.engine.cwnd),
       receiveBacklogSize: this.delivery.undeliveredBytes + this.engine.readable,
     };
@@ -391,6 +394,7 @@ export class OffloadedConnection {
     this.phase = 'gone';
     return {
       ...exp.delegated,
+      ...(this.forcedClosed ? { state: EngineState.Closed } : {}),
       flags: 0,
       dWnd: 0,
       sendChain: chain,
@@ -410,6 +414,18 @@ export class OffloadedConnection {
   }
 
   // ------------------------------------------------------------------------------ internals
+
+  /**
+   * R113 (spec 4.8): a SYN at RcvNxt kills the connection: stop processing and sending, report
+   * State Closed from now on, and ask for the upload. No RST (R85).
+   */
+  uploadClosed(): void {
+    if (this.forcedClosed) return;
+    this.forcedClosed = true;
+    this.driver.stop();
+    this.stopPushTimer();
+    this.requestUpload(UploadReason.UploadRequested);
+  }
 
   requestUpload(reason: UploadReason): void {
     this.uploadRequested = true;
