@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findCommand, isRoot, labAvailable } from '../src/lab/availability.js';
 import { loadTapAddon } from '../src/link/tap.js';
-import { buildBenchLab, runBaseline, runIperf3, runLinuxToStack, runStackToLinux, type BenchLab, type Progress, type Sample } from './scenarios.js';
+import { buildBenchLab, vethOffloads, runBaseline, runIperf3, runLinuxToStack, runStackToLinux, type BenchLab, type Progress, type Sample } from './scenarios.js';
 import { summarize, table, type Summary } from './report.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
@@ -100,9 +100,11 @@ async function main(): Promise<number> {
 
   const samples: Sample[] = [];
   let b: BenchLab | undefined;
+  let offloads: Record<string, string> | undefined;
   let failure: unknown;
   try {
     b = await buildBenchLab();
+    offloads = findCommand('ethtool') ? await vethOffloads(b) : undefined;
     const order = [runBaseline, runLinuxToStack, runStackToLinux].filter((_, i) => only.has(SCENARIOS[i]!));
     let withIperf3 = only.has('iperf3');
     if (withIperf3 && findCommand('iperf3') === undefined) {
@@ -133,7 +135,7 @@ async function main(): Promise<number> {
   mkdirSync(join(REPO, 'results'), { recursive: true });
   writeFileSync(file, `${JSON.stringify({
     started: started.toISOString(), host: hostname(), cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version,
-    bytes, runs, loadavgBefore: loadBefore, loadavgAfter: loadAfter, cpuPressureAvg10Before: pressureBefore, cpuPressureAvg10After: pressureAfter, summaries, samples, error: failure === undefined ? undefined : String((failure as Error).stack ?? failure),
+    bytes, runs, baselineVethOffloads: offloads, loadavgBefore: loadBefore, loadavgAfter: loadAfter, cpuPressureAvg10Before: pressureBefore, cpuPressureAvg10After: pressureAfter, summaries, samples, error: failure === undefined ? undefined : String((failure as Error).stack ?? failure),
   }, null, 2)}\n`);
   process.stdout.write(`results: ${file}\n`);
   if (failure !== undefined) {

@@ -66,6 +66,9 @@ export interface BenchLab {
   nsK: string;
   tap: TapLink;
   stack: HostStack;
+  /** The baseline's veth ends (ns a, ns b). */
+  vethA: string;
+  vethB: string;
 }
 
 export async function buildBenchLab(): Promise<BenchLab> {
@@ -95,11 +98,31 @@ export async function buildBenchLab(): Promise<BenchLab> {
     lab.onTeardown(() => tap.close());
     lab.onTeardown(() => scheduler.close());
     lab.onTeardown(() => stack.close());
-    return { lab, nsA, nsB, nsK, tap, stack };
+    return { lab, nsA, nsB, nsK, tap, stack, vethA: a, vethB: b };
   } catch (err) {
     await lab.teardown().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * The segmentation/receive offloads of the baseline's veth ends as ethtool reports them (they are
+ * on by default; recorded so a result says what the baseline had). Undefined without ethtool.
+ */
+export async function vethOffloads(b: BenchLab): Promise<Record<string, string> | undefined> {
+  const out: Record<string, string> = {};
+  try {
+    for (const [ns, dev] of [[b.nsA, b.vethA], [b.nsB, b.vethB]] as const) {
+      const { stdout } = await b.lab.exec(ns, 'ethtool', ['-k', dev]);
+      for (const f of ['tcp-segmentation-offload', 'generic-segmentation-offload', 'generic-receive-offload', 'tx-checksumming']) {
+        const m = new RegExp(`^${f}: (\\S+)`, 'm').exec(stdout);
+        if (m) out[`${dev}/${f}`] = m[1]!;
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return out;
 }
 
 function timeoutFor(bytes: number): number {
