@@ -19,7 +19,8 @@ export interface RawChildConfig {
   /** The address the stack owns (assigned to the namespace's interface too). */
   address: string;
   prefixLength: number;
-  role: 'client' | 'server';
+  /** 'idle': no connection and no listener (every segment gets our RST); reports on SIGTERM. */
+  role: 'client' | 'server' | 'idle';
   /** Client: the Linux peer's address. */
   host?: string;
   port: number;
@@ -157,6 +158,8 @@ function main(): void {
     sock.once('error', (e: Error & { code?: string }) => {
       if (sock.connecting) void finish(undefined, undefined, e.code ?? e.message);
     });
+  } else if (cfg.role === 'idle') {
+    process.once('SIGTERM', () => void finish(undefined, undefined));
   } else {
     const server = stack.listen(cfg.port, (sock) => {
       server.close();
