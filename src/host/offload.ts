@@ -6,13 +6,15 @@
  * delegated state, send chain and BufferedData. Frames of the 4-tuple that reach the host while the
  * target owns the connection are held and processed after the terminate (spec 6.7).
  */
-import { TCP_CACHED_FLAG, TCP_CONST_FLAG, TCP_DISCONNECT, TcpEventType, AdapterStatus, type TcpState as ChimneyTcpState } from '../chimney/state.js';
+import {
+  AdapterStatus, TCP_CACHED_FLAG, TCP_CONST_FLAG, TCP_DISCONNECT, TcpEventType, type TcpCached, type TcpState as ChimneyTcpState,
+} from '../chimney/state.js';
 import { Status, statusName } from '../chimney/status.js';
 import type { MessageOf, TargetMessage } from '../ipc/messages.js';
 import { deferOn } from '../link/scheduler.js';
 import { TcpConnection } from '../tcp/connection.js';
 import type { Scheduler } from '../tcp/driver.js';
-import { TcpState as S, type TcpExport } from '../tcp/types.js';
+import { TcpState as S, type TcpConfig, type TcpExport } from '../tcp/types.js';
 import type { TcpSegment } from '../wire/tcp-segment.js';
 import type { ChimneyLink } from './chimney-link.js';
 import type { OffloadControl, OffloadIo, TcpSocket } from './socket.js';
@@ -95,6 +97,7 @@ class OffloadEntry implements OffloadIo {
   disconnectId = 0;
   abortPending = false;
   terminateAfterInitiate = false;
+  updatePending = false;
   initiateWaiters: Waiter[] = [];
   terminateWaiters: Waiter[] = [];
 
@@ -284,18 +287,12 @@ export class OffloadManager implements OffloadControl {
     }
     const sendChain = entry.outstanding.map((r) => ({ bufferId: r.id, bytes: r.bytes }));
     const k = exp.const;
-    const ka = conn.config.keepalive;
     const state: ChimneyTcpState = {
       const: {
         flags: (k.timestamps ? TCP_CONST_FLAG.TIMESTAMP_ENABLED : 0) | (k.sack ? TCP_CONST_FLAG.SACK_ENABLED : 0) | (k.windowScaling ? TCP_CONST_FLAG.WINDOW_SCALING_ENABLED : 0),
         remotePort: b.entry.remotePort, localPort: b.entry.localPort, sndWindScale: k.sndWindScale, rcvWindScale: k.rcvWindScale, remoteMss: k.remoteMss, hashValue: 0,
       },
-      cached: {
-        flags: (conn.config.nagle ? TCP_CACHED_FLAG.NAGLING_ENABLED : 0) | (ka.enabled ? TCP_CACHED_FLAG.KEEP_ALIVE_ENABLED : 0),
-        initialRcvWnd: conn.config.receiveBufferSize, rcvIndicationSize: 0,
-        kaProbeCount: ka.probes, kaTimeout: Math.ceil(ka.idleMs / this.msPerTick), kaInterval: Math.ceil(ka.intervalMs / this.msPerTick),
-        maxRt: 0, flowLabel: 0, ttlOrHopLimit: 64, tosOrTrafficClass: 0, userPriority: 0,
-      },
+      cached: this.cachedOf(conn.config, 0),
       delegated: {
         ...exp.delegated, flags: 0, dWnd: 0,
         sendChain, sendDataHead: sendChain[0]?.bufferId, sendDataTail: sendChain[sendChain.length - 1]?.bufferId,
@@ -321,9 +318,42 @@ export class OffloadManager implements OffloadControl {
     return promise;
   }
 
-  private op(kind: 'initiate' | 'terminate', entry: OffloadEntry): number {
+  /** The CACHED TCP variables the socket's settings imply (spec 2.1, 2.2). */
+  private cachedOf(config: TcpConfig, extraFlags: number): TcpCached {
+    const ka = config.keepalive;
+    return {
+      flags: (config.nagle ? TCP_CACHED_FLAG.NAGLING_ENABLED : 0) | (ka.enabled ? TCP_CACHED_FLAG.KEEP_ALIVE_ENABLED : 0) | extraFlags,
+      initialRcvWnd: config.receiveBufferSize, rcvIndicationSize: 0,
+      kaProbeCount: ka.probes, kaTimeout: Math.ceil(ka.idleMs / this.msPerTick), kaInterval: Math.ceil(ka.intervalMs / this.msPerTick),
+      maxRt: 0, flowLabel: 0, ttlOrHopLimit: 64, tosOrTrafficClass: 0, userPriority: 0,
+    };
+  }
+
+  /** The socket changed Nagle or keepalive: tell the target (UpdateOffload; completion not awaited). */
+  updateCached(socket: TcpSocket): void {
+    const entry = this.bySocket.get(socket);
+    if (entry === undefined) return;
+    if (entry.phase === 'initiating') {
+      entry.updatePending = true;
+      return;
+    }
+    if (entry.phase !== 'offloaded') return; // the imported engine uses the socket's config anyway
+    this.link.sendMessage({
+      type: 'UpdateOffload', opId: this.nextOpId(), blocks: [{
+        blockId: 1, ctx: entry.ctx, layer: 'tcp', children: [],
+        cached: this.cachedOf(socket.connection.config, TCP_CACHED_FLAG.KEEP_ALIVE_RESTART),
+      }],
+    });
+  }
+
+  private nextOpId(): number {
     const id = this.nextOp;
     this.nextOp = this.nextOp >= 0xffffffff ? 1 : this.nextOp + 1;
+    return id;
+  }
+
+  private op(kind: 'initiate' | 'terminate', entry: OffloadEntry): number {
+    const id = this.nextOpId();
     this.ops.set(id, { kind, entry });
     return id;
   }
@@ -346,6 +376,7 @@ export class OffloadManager implements OffloadControl {
       entry.destroyed(true);
       return;
     }
+    if (entry.updatePending) this.updateCached(s);
     s.offloadWritable();
     if (entry.endPending) entry.sendDisconnect(true);
     if (entry.terminateAfterInitiate) void this.terminate(s).catch(() => {});

@@ -52,6 +52,8 @@ export interface OffloadControl {
   terminate(socket: TcpSocket): Promise<void>;
   /** Engine activity (connected, data, acks): where an automatic policy decides. */
   activity(socket: TcpSocket): void;
+  /** Nagle or keepalive settings changed while offloaded (UpdateOffload). */
+  updateCached(socket: TcpSocket): void;
 }
 
 export class TcpSocket extends Duplex implements ConnectionObserver {
@@ -128,6 +130,7 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     if (noDelay && this.binding.attached && !this.binding.closed && (c.state === TcpState.Established || c.state === TcpState.CloseWait)) {
       this.binding.run((conn, now) => conn.write(EMPTY, now));
     }
+    if (this.offloadIo !== undefined) this.offloadControl?.updateCached(this);
     return this;
   }
 
@@ -139,6 +142,7 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     const ka = this.connection.config.keepalive;
     ka.enabled = enable;
     if (initialDelay > 0) ka.idleMs = initialDelay;
+    if (this.offloadIo !== undefined) this.offloadControl?.updateCached(this);
     return this;
   }
 

@@ -158,7 +158,7 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
       expect(offloads).toBeGreaterThanOrEqual(3);
       expect(terminates).toBeGreaterThanOrEqual(2);
       expect(problems.filter((p) => !p.includes('not offloadable'))).toEqual([]);
-      if (ca.offloaded) await ca.terminateOffload();
+      await rig.run(() => ra.closed && rb.closed && rig.core.connectionCount === 0 && rig.a.demux.size === 0, 'released');
       expect(rig.core.ledger.lentCount).toBe(0);
     }, 60_000);
   }
@@ -316,6 +316,27 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     await runSimFor(rig.sim, 5500);
     expect(target.stats.keepaliveProbes).toBeGreaterThanOrEqual(4);
     expect(ca.destroyed).toBe(false);
+  }, 60_000);
+
+  it('spec 2.2: setNoDelay / setKeepAlive while offloaded reach the target engine as an UpdateOffload', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca } = await rig.pair();
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    const target = rig.core.connections()[0].connection;
+    expect(target.config.nagle).toBe(true);
+    expect(target.config.keepalive.enabled).toBe(false);
+    ca.setNoDelay(true);
+    ca.setKeepAlive(true, 2000);
+    await rig.run(() => !target.config.nagle && target.config.keepalive.enabled, 'updated');
+    expect(target.config.keepalive.idleMs).toBe(2000);
+    await runSimFor(rig.sim, 2500);
+    expect(target.stats.keepaliveProbes).toBeGreaterThanOrEqual(1);
+    // Back on the host the engine keeps the settings.
+    let back = false;
+    void ca.terminateOffload().then(() => { back = true; });
+    await rig.run(() => back, 'terminated');
+    expect(ca.connection.config.nagle).toBe(false);
+    expect(ca.connection.config.keepalive.enabled).toBe(true);
   }, 60_000);
 
   it('seeded: 24 runs with offload/terminate at random times under loss, reordering and duplication, streams exact', async () => {
