@@ -24,6 +24,7 @@ interface RigOptions {
   seed?: string;
   impair?: ImpairSpec;
   terminateSendMode?: TerminateSendMode | 'alternate';
+  maxConnections?: number;
 }
 
 /** Offloading host A (behind the target) and a plain peer B. */
@@ -44,6 +45,7 @@ class OffloadRig {
     this.link = new ChimneyLink({ send: (m) => later(() => this.core.onHostMessage(m)) });
     this.core = new TargetCore({
       scheduler, interfaceMac: MAC_A, terminateSendMode: o.terminateSendMode ?? 'chain',
+      limits: o.maxConnections === undefined ? undefined : { maxConnections: o.maxConnections },
       toHost: (m) => later(() => this.link.onTargetMessage(m)),
       toWire: (f) => wireTarget.send([f]),
     });
@@ -337,6 +339,39 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     await rig.run(() => back, 'terminated');
     expect(ca.connection.config.nagle).toBe(false);
     expect(ca.connection.config.keepalive.enabled).toBe(true);
+  }, 60_000);
+
+  it('initiate refused by the target (OFFLOAD_TCP_ENTRIES): the host engine continues mid-transfer, streams exact', async () => {
+    const rig = new OffloadRig({ policy: 'manual', impair: { delayMs: 1 }, maxConnections: 0 });
+    const { ca, cb } = await rig.pair();
+    const ra = new Collector(ca);
+    const rb = new Collector(cb);
+    const da = payload(41, 1 << 20);
+    const db = payload(42, 1 << 20);
+    void writeAll(ca, da);
+    void writeAll(cb, db);
+    await rig.run(() => rb.bytes > 100_000 && ra.bytes > 100_000, 'some data');
+    let refusal: Error | undefined;
+    ca.offload().catch((e: Error) => { refusal = e; });
+    await rig.run(() => refusal !== undefined, 'refused');
+    expect(refusal!.message).toContain('OFFLOAD_TCP_ENTRIES');
+    expect(ca.offloaded).toBe(false);
+    expect(rig.a.offload!.stats.initiateFailures).toBe(1);
+    await rig.run(() => (ra.ended && rb.ended) || ra.error !== undefined || rb.error !== undefined, 'transfer');
+    expect(rb.digest()).toBe(sha256(da));
+    expect(ra.digest()).toBe(sha256(db));
+    expect(rig.core.counters.framesOffloaded).toBe(0);
+  }, 60_000);
+
+  it('HostStack.close() while offloaded: the peer is reset and the target releases the connection', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca, cb } = await rig.pair();
+    const ra = new Collector(ca);
+    const rb = new Collector(cb);
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    rig.a.close();
+    await rig.run(() => rb.error !== undefined && ra.closed && rig.core.connectionCount === 0, 'reset and released');
+    expect(rb.error?.code).toBe('ECONNRESET');
   }, 60_000);
 
   it('seeded: 24 runs with offload/terminate at random times under loss, reordering and duplication, streams exact', async () => {
