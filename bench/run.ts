@@ -80,14 +80,21 @@ function preflight(): string | undefined {
 }
 
 async function main(): Promise<number> {
+  let bytes: number;
+  let only: Set<string>;
+  try {
+    bytes = parseBytes(process.env.BENCH_BYTES, 200 * 1024 ** 2);
+    only = parseOnly(process.env.BENCH_ONLY);
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const runs = Math.max(1, Math.floor(Number(process.env.BENCH_RUNS ?? '3')) || 1);
   const why = preflight();
   if (why) {
     process.stderr.write(`bench: cannot run: ${why}\n`);
     return 2;
   }
-  const bytes = parseBytes(process.env.BENCH_BYTES, 200 * 1024 ** 2);
-  const runs = Math.max(1, Math.floor(Number(process.env.BENCH_RUNS ?? '3')) || 1);
-  const only = parseOnly(process.env.BENCH_ONLY);
   const started = new Date();
   const seed = started.toISOString();
   const loadBefore = loadavg();
@@ -123,7 +130,9 @@ async function main(): Promise<number> {
     failure = err;
   } finally {
     await b?.lab.teardown().catch((err: unknown) => {
+      // Something of the lab may be left behind: say so, and fail the run.
       process.stderr.write(`bench: teardown: ${(err as Error).message}\n`);
+      failure ??= err;
     });
   }
 
