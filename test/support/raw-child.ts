@@ -4,7 +4,8 @@
  *   node <ts hooks> raw-child.ts '<RawChildConfig JSON>'
  * It opens one connection (connect, or accept one on `port`), writes `send` random bytes and then
  * ends, reads everything the peer sends, and reports JSON lines on stdout: {"event":"ready"},
- * {"event":"connected"}, {"event":"done", ...RawChildReport}.
+ * {"event":"connected"}, {"event":"done", ...RawChildReport}. Role 'idle' opens nothing (every
+ * segment gets the stack's RST) and reports when sent SIGTERM.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { HostStack } from '../../src/host/stack.js';
