@@ -19,7 +19,8 @@ import type { Scheduler } from '../tcp/driver.js';
 import { macEquals, ZERO_MAC } from '../wire/addresses.js';
 import { buildTcpFrame, parseFrame } from '../wire/frame.js';
 import { parseTcp } from '../wire/tcp.js';
-import { TCP_RST, TCP_SYN, TCP_URG, type TcpSegment } from '../wire/tcp-segment.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, TCP_URG, type TcpSegment } from '../wire/tcp-segment.js';
+import { seqAdd, seqGe, seqLe, seqLt } from '../wire/seq.js';
 import { TcpState as EngineState } from '../tcp/types.js';
 import {
   DEFAULT_PARAMETERS, OffloadedConnection, checkOffloadable, type TargetParameters,
@@ -441,7 +442,12 @@ export class TargetCore {
             // R113: an in-order SYN: upload in Closed state; this and later segments go raw.
             t.conn.uploadClosed();
           } else if (parsed.tcp.flags & TCP_URG) {
-            // R114: urgent data: ask for the upload; this and later segments go to the host raw.
+            // R114: valid urgent data: ask for the upload; this and later segments go to the host
+            // raw. With an unacceptable sequence or ACK number it is discarded (spec 4.8).
+            if (!urgentAcceptable(parsed.tcp, t.conn)) {
+              this.counters.dropped['urgent-unacceptable'] = (this.counters.dropped['urgent-unacceptable'] ?? 0) + 1;
+              return;
+            }
             t.conn.requestUpload(UploadReason.ReceivedUrgentData);
           } else {
             this.counters.framesOffloaded++;
@@ -683,4 +689,12 @@ function u32Bytes(n: number): Uint8Array {
 /** Parsed segments are views into a frame buffer the link reuses: keep our own copy. */
 function copySegment(s: TcpSegment): TcpSegment {
   return { ...s, payload: s.payload.slice(), options: { ...s.options, sack: s.options.sack?.map((b) => ({ ...b })) } };
+}
+
+/** Spec 4.8: an URG segment counts only with its sequence number in the window and a valid ACK. */
+function urgentAcceptable(seg: TcpSegment, conn: OffloadedConnection): boolean {
+  const c = conn.connection;
+  const inWindow = seqGe(seg.seq, c.rcvNxt) && seqLt(seg.seq, seqAdd(c.rcvNxt, Math.max(1, conn.cached.initialRcvWnd)));
+  const ackOk = (seg.flags & TCP_ACK) !== 0 && seqGe(seg.ack, c.sndUna) && seqLe(seg.ack, c.sndMax);
+  return inWindow && ackOk;
 }

@@ -100,6 +100,8 @@ export function engineConfigFor(state: TcpState, params: TargetParameters, pathM
     // R1/R115: a target never ends a connection on its own; it reports and asks for the upload.
     onTimeout: 'report',
     finWait2TimeoutMs: 120_000,
+    // Spec 4.8 (R112/R113): at most one challenge ACK per 3 s.
+    challengeAckIntervalMs: 3000,
   };
 }
 
@@ -189,6 +191,7 @@ export class OffloadedConnection {
       now: o.scheduler.now(),
       msPerTick: this.msPerTick,
     });
+    this.progressMark = { una: this.engine.sndUna, rcv: this.engine.rcvNxt };
     // The initiate chain is posted before any later send (R50).
     for (const e of o.state.delegated.sendChain ?? []) this.sendQueue.push(e.bufferId, e.bytes!.length);
     const engine = this.engine;
@@ -207,8 +210,9 @@ export class OffloadedConnection {
       this.delivery.seedHeld(o.state.delegated.bufferedData.slice()); // copied (R47)
     }
     this.driver = new ConnectionDriver(this.engine, o.scheduler, {
-      segments: (segs) => { if (!this.invalidated && !this.forcedClosed) this.sinks.segments(segs); },
-      events: (evs) => this.onEngineEvents(evs),
+      // Progress is reported before the output it may accompany (the reachability check, 5.3).
+      segments: (segs) => { this.checkProgress(); if (!this.invalidated && !this.forcedClosed) this.sinks.segments(segs); },
+      events: (evs) => { this.checkProgress(); this.onEngineEvents(evs); },
     });
     this.afterDelivery();
   }
@@ -415,6 +419,17 @@ export class OffloadedConnection {
 
   // ------------------------------------------------------------------------------ internals
 
+  private progressMark: { una: number; rcv: number } | undefined;
+
+  /** Spec 5.3 forward progress: new data acknowledged by the peer, or new in-sequence data. */
+  private checkProgress(): void {
+    const una = this.engine.sndUna;
+    const rcv = this.engine.rcvNxt;
+    const m = this.progressMark;
+    this.progressMark = { una, rcv };
+    if (m && (m.una !== una || m.rcv !== rcv)) this.sinks.progress?.();
+  }
+
   /**
    * R113 (spec 4.8): a SYN at RcvNxt kills the connection: stop processing and sending, report
    * State Closed from now on, and ask for the upload. No RST (R85).
@@ -436,7 +451,6 @@ export class OffloadedConnection {
     for (const e of evs) {
       switch (e.type) {
         case 'acked': {
-          this.sinks.progress?.();
           this.completeSends(this.sendQueue.onAcked(e.bytes));
           if (e.finAcked && this.disconnect && this.sendQueue.outstandingRequests === 0) {
             this.sinks.host({ type: 'TcpDisconnectComplete', ctx: this.ctx, requestId: this.disconnect.requestId, status: Status.SUCCESS, bytesTransferred: this.disconnect.length });
@@ -445,7 +459,6 @@ export class OffloadedConnection {
           break;
         }
         case 'readable':
-          this.sinks.progress?.();
           this.delivery.onData(this.scheduler.now());
           this.afterDelivery();
           break;
