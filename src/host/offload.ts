@@ -10,7 +10,7 @@ import {
   AdapterStatus, TCP_CACHED_FLAG, TCP_CONST_FLAG, TCP_DISCONNECT, TcpEventType, type TcpCached, type TcpState as ChimneyTcpState,
 } from '../chimney/state.js';
 import { Status, statusName } from '../chimney/status.js';
-import type { MessageOf, TargetMessage } from '../ipc/messages.js';
+import { MESSAGES, type MessageOf, type TargetMessage } from '../ipc/messages.js';
 import { deferOn } from '../link/scheduler.js';
 import { TcpConnection } from '../tcp/connection.js';
 import type { Scheduler } from '../tcp/driver.js';
@@ -86,6 +86,7 @@ class OffloadEntry implements OffloadIo {
   uploadInProgress: SendRequest[] = [];
   /** Segments of the 4-tuple that reached the host meanwhile (copied). */
   held: TcpSegment[] = [];
+  /** An indication was refused: from then on data comes through posted receive requests only. */
   refused = false;
   receivePosted = false;
   aborted = false;
@@ -143,7 +144,8 @@ class OffloadEntry implements OffloadIo {
   }
 
   destroyed(abortive: boolean): void {
-    if (!abortive) return; // the target finishes the close; its time-wait Retrieve brings it back
+    // Graceful: the target finishes the close; the last FIN exchange or TIME-WAIT brings it back.
+    if (!abortive) return;
     if (this.phase === 'initiating') {
       this.abortPending = true;
       return;
@@ -426,11 +428,7 @@ export class OffloadManager implements OffloadControl {
     const r = m.results.find((x) => x.blockId === TERMINATE_BLOCKS.tcp);
     const d = r?.tcp?.delegated;
     if (r?.status !== Status.SUCCESS || d === undefined) {
-      // Without the delegated state the connection cannot continue anywhere.
-      this.log('terminate failed', { status: statusName(r?.status ?? Status.FAILURE) });
-      this.forget(entry);
-      entry.socket.offloadReset();
-      for (const w of entry.terminateWaiters.splice(0)) w.reject(new Error('terminate failed'));
+      this.terminateFailed(entry, statusName(r?.status ?? Status.FAILURE));
       return;
     }
     // Send data (R10, R11): tails the host resends first, then the chain from our own copies.
@@ -462,6 +460,15 @@ export class OffloadManager implements OffloadControl {
     };
     this.resume(entry, exp);
     for (const w of entry.terminateWaiters.splice(0)) w.resolve();
+  }
+
+  /** Without the delegated state the connection cannot continue anywhere: it ends with a reset. */
+  private terminateFailed(entry: OffloadEntry, reason: string): void {
+    this.log('terminate failed', { reason });
+    this.forget(entry);
+    entry.socket.offloadGone();
+    const err = new Error(`terminate failed: ${reason}`);
+    for (const w of entry.terminateWaiters.splice(0)) w.reject(err);
   }
 
   /** Rebuild the host engine from `exp`, attach it, then process the segments held meanwhile. */
@@ -510,9 +517,12 @@ export class OffloadManager implements OffloadControl {
       case 'Error': {
         this.log('target error', { status: statusName(m.status), problem: m.problem });
         const op = this.ops.get(m.refId);
-        if (op?.kind === 'initiate' && m.refKind === 0x0010) {
+        if (op?.kind === 'initiate' && m.refKind === MESSAGES.InitiateOffload.code) {
           this.ops.delete(m.refId);
           this.initiateFailed(op.entry, `target error: ${m.problem}`);
+        } else if (op?.kind === 'terminate' && m.refKind === MESSAGES.TerminateOffload.code) {
+          this.ops.delete(m.refId);
+          this.terminateFailed(op.entry, m.problem);
         }
         return;
       }

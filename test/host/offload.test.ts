@@ -374,6 +374,21 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     expect(rb.error?.code).toBe('ECONNRESET');
   }, 60_000);
 
+  it('terminate without a returned state (the target lost the context): the socket is reset and leaves the demux', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca } = await rig.pair();
+    const ra = new Collector(ca);
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    rig.core.hostGone(); // the target forgets every context (and resets the peer)
+    let failure: Error | undefined;
+    ca.terminateOffload().catch((e: Error) => { failure = e; });
+    await rig.run(() => failure !== undefined && ra.closed, 'failed');
+    expect(failure!.message).toContain('terminate failed');
+    expect(ra.error?.code).toBe('ECONNRESET');
+    expect(rig.a.demux.size).toBe(0);
+    expect(rig.a.offload!.offloadedCount).toBe(0);
+  }, 60_000);
+
   it('seeded: 24 runs with offload/terminate at random times under loss, reordering and duplication, streams exact', async () => {
     const failures: string[] = [];
     let cycles = 0;
