@@ -141,6 +141,9 @@ export function checkOffloadable(state: TcpState): { status: number; problem: st
   return undefined;
 }
 
+/** Shortest time between two send-backlog indications (R81 throttle). */
+export const BACKLOG_INTERVAL_MS = 1000;
+
 interface PendingDisconnect {
   requestId: number;
   length: number;
@@ -192,6 +195,8 @@ export class OffloadedConnection {
       msPerTick: this.msPerTick,
     });
     this.progressMark = { una: this.engine.sndUna, rcv: this.engine.rcvNxt };
+    this.backlogTold = this.sendBacklog();
+    this.backlogToldAt = o.scheduler.now();
     // The initiate chain is posted before any later send (R50).
     for (const e of o.state.delegated.sendChain ?? []) this.sendQueue.push(e.bufferId, e.bytes!.length);
     const engine = this.engine;
@@ -345,7 +350,7 @@ export class OffloadedConnection {
     const delegated: TcpDelegated = {
       ...exp.delegated, flags: 0, dWnd: 0,
       ...(this.forcedClosed ? { state: EngineState.Closed } : {}),
-      sendBacklogSize: Math.min(Math.max(this.engine.cwnd, this.engine.mss), this.engine.sndWnd || this.engine.cwnd),
+      sendBacklogSize: this.sendBacklog(),
       receiveBacklogSize: this.delivery.undeliveredBytes + this.engine.readable,
     };
     if (delegated.sendBacklogSize === undefined) delegated.sendBacklogSize = BACKLOG_UNSUPPORTED;
@@ -420,6 +425,28 @@ export class OffloadedConnection {
   // ------------------------------------------------------------------------------ internals
 
   private progressMark: { una: number; rcv: number } | undefined;
+  /** Last send backlog told to the host (or assumed at offload) and when (R81). */
+  private backlogTold = 0;
+  private backlogToldAt = 0;
+
+  /** Spec 3.4: the send data worth keeping outstanding here: min(cwnd, peer window), >= 1 MSS. */
+  sendBacklog(): number {
+    return Math.min(Math.max(this.engine.cwnd, this.engine.mss), this.engine.sndWnd || this.engine.cwnd);
+  }
+
+  /**
+   * R81: TcpIndicateSendBacklogChange, throttled: only for a change of at least a quarter (and two
+   * segments), and at most one per BACKLOG_INTERVAL_MS.
+   */
+  private checkBacklog(): void {
+    const now = this.scheduler.now();
+    const b = this.sendBacklog();
+    const delta = Math.abs(b - this.backlogTold);
+    if (now - this.backlogToldAt < BACKLOG_INTERVAL_MS || delta < Math.max(this.backlogTold / 4, 2 * this.engine.mss)) return;
+    this.backlogTold = b;
+    this.backlogToldAt = now;
+    this.sinks.host({ type: 'TcpEvent', handle: this.handle, eventType: TcpEventType.SendBacklogChange, info: b });
+  }
 
   /** Spec 5.3 forward progress: new data acknowledged by the peer, or new in-sequence data. */
   private checkProgress(): void {
@@ -452,6 +479,7 @@ export class OffloadedConnection {
       switch (e.type) {
         case 'acked': {
           this.completeSends(this.sendQueue.onAcked(e.bytes));
+          if (this.phase === 'live' && !this.uploadRequested && !this.aborted) this.checkBacklog();
           if (e.finAcked && this.disconnect && this.sendQueue.outstandingRequests === 0) {
             this.sinks.host({ type: 'TcpDisconnectComplete', ctx: this.ctx, requestId: this.disconnect.requestId, status: Status.SUCCESS, bytesTransferred: this.disconnect.length });
             this.disconnect = undefined;

@@ -109,6 +109,38 @@ describe('send path requirements (spec 3.1-3.4, R67-R81)', () => {
     }
   });
 
+  it('R81: SendBacklogChange carries the new backlog in bytes, at most once a second and only for a change of a quarter or more', () => {
+    const b = new CoreBench();
+    b.initiate(benchTcp({ cwnd: 2 * 1460 }));
+    b.take();
+    const told: Array<{ at: number; info: number; now: number }> = [];
+    let seq = 1000;
+    let id = 1;
+    while (b.now < 3500) {
+      if (seq - b.core.connections()[0].connection.sndUna < 200_000) {
+        b.host({ type: 'TcpSend', ctx: b.ctx, buffers: [{ requestId: id++, bytes: seqBytes(seq, 65536) }] });
+        seq += 65536;
+      }
+      const w = b.takeWire().filter((x) => x.seg.payload.length > 0);
+      // The peer's window: open, then a small change (no indication), then a big one.
+      const window = b.now < 1500 ? 65535 : b.now < 2000 ? 60000 : 16000;
+      for (const x of w) b.peer({ seq: 5000, ack: x.seg.seq + x.seg.payload.length, window });
+      for (const e of only(b.take(), 'TcpEvent')) {
+        expect(e.eventType).toBe(TcpEventType.SendBacklogChange);
+        told.push({ at: b.now, info: e.info, now: b.core.connections()[0].sendBacklog() });
+      }
+      b.advance(10);
+    }
+    expect(told.map((t) => t.info)).toEqual([65535, 16000]);
+    expect(told[0].at).toBeGreaterThanOrEqual(1000);
+    for (const [i, t] of told.entries()) {
+      expect(t.info).toBe(t.now);
+      const prev = i === 0 ? { at: 0, info: 2 * 1460 } : told[i - 1];
+      expect(t.at - prev.at).toBeGreaterThanOrEqual(1000);
+      expect(Math.abs(t.info - prev.info)).toBeGreaterThanOrEqual(prev.info / 4);
+    }
+  });
+
   it('R80: no VLAN tag when VLAN and priority are zero; a priority-only tag (VLAN 0) when UserPriority is set', () => {
     for (const prio of [0, 5]) {
       const b = new CoreBench();
