@@ -100,6 +100,19 @@ describe('events, timers and special packets (spec 4.8, 5; R111-R120)', () => {
     expect(b.core.connectionCount).toBe(1);
   });
 
+  it('R115: unanswered zero-window probes beyond TcpMaximumRetransmissions produce TcpIndicateRetrieve + TimeoutExpiration', () => {
+    const b = new CoreBench();
+    setParams(b, { tcpMaximumRetransmissions: 3 });
+    b.initiate(benchTcp({ chain: [seqBytes(1000, 100)], sndNxt: 1000, sndMax: 1000, sndWnd: 0, rtTimeoutDelta: -1 }));
+    b.take();
+    b.advance(600_000);
+    const probes = b.wire.filter((w) => w.seg.payload.length > 0);
+    expect(probes.length).toBeGreaterThanOrEqual(3);
+    expect(probes.every((w) => w.seg.seq === 1000 && w.seg.payload.length === 1 && w.seg.payload[0] === seqBytes(1000, 1)[0])).toBe(true);
+    expect(only(b.take(), 'TcpEvent').filter((e) => e.eventType === TcpEventType.Retrieve).map((e) => e.info)).toEqual([UploadReason.TimeoutExpiration]);
+    expect(b.core.connectionCount).toBe(1);
+  });
+
   it('R119: one NeighborReachabilityQuery with the current HRD and NRD before sending through a stale neighbor; the answer is applied', () => {
     const b = new CoreBench();
     setParams(b, { nceStaleTicks: 1000 });
