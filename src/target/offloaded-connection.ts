@@ -458,15 +458,15 @@ export class OffloadedConnection {
   }
 
   /**
-   * R113 (spec 4.8): a SYN at RcvNxt kills the connection: stop processing and sending, report
-   * State Closed from now on, and ask for the upload. No RST (R85).
+   * R113 (spec 4.8): a SYN at RcvNxt (or keepalive death) kills the connection: stop processing
+   * and sending, report State Closed from now on, and ask for the upload. No RST (R85).
    */
-  uploadClosed(): void {
+  uploadClosed(reason: UploadReason = UploadReason.UploadRequested): void {
     if (this.forcedClosed) return;
     this.forcedClosed = true;
     this.driver.stop();
     this.stopPushTimer();
-    this.requestUpload(UploadReason.UploadRequested);
+    if (!this.uploadRequested) this.requestUpload(reason);
   }
 
   requestUpload(reason: UploadReason): void {
@@ -495,7 +495,9 @@ export class OffloadedConnection {
           this.afterDelivery();
           break;
         case 'timeout':
-          if (!this.uploadRequested) this.requestUpload(UploadReason.TimeoutExpiration);
+          // Keepalive death leaves the connection dead: uploaded in Closed state (spec 5.2, R28).
+          if (e.reason === 'keepalive') this.uploadClosed(UploadReason.TimeoutExpiration);
+          else if (!this.uploadRequested) this.requestUpload(UploadReason.TimeoutExpiration);
           break;
         case 'time-wait':
           if (!this.uploadRequested) this.requestUpload(UploadReason.UploadRequested);

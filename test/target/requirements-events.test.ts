@@ -89,7 +89,7 @@ describe('events, timers and special packets (spec 4.8, 5; R111-R120)', () => {
     expect(only(b.take(), 'TcpReceiveIndicate').map((i) => sha(i.bytes))).toEqual([sha(seqBytes(5000, 10))]);
   });
 
-  it('R115: keepalive probes all unanswered produce TcpIndicateRetrieve + TimeoutExpiration; the connection stays', () => {
+  it('R115/R28: keepalive probes all unanswered produce TcpIndicateRetrieve + TimeoutExpiration; the connection stays and is returned Closed', () => {
     const b = bench({ cachedFlags: TCP_CACHED_FLAG.KEEP_ALIVE_ENABLED, kaTimeout: 1000, kaInterval: 100, kaProbeCount: 3, kaTimeoutDelta: 1000 });
     b.advance(999);
     expect(b.takeWire()).toEqual([]);
@@ -98,6 +98,12 @@ describe('events, timers and special packets (spec 4.8, 5; R111-R120)', () => {
     expect(probes.map((w) => [w.seg.seq, w.seg.payload.length])).toEqual([[999, 0], [999, 0], [999, 0]]);
     expect(only(b.take(), 'TcpEvent').map((e) => [e.eventType, e.info])).toEqual([[TcpEventType.Retrieve, UploadReason.TimeoutExpiration]]);
     expect(b.core.connectionCount).toBe(1);
+    // R28: the dead connection is returned in Closed state; nothing more was sent meanwhile.
+    b.advance(60_000);
+    expect(b.takeWire()).toEqual([]);
+    const op = b.terminate();
+    const done = only(b.all, 'TerminateOffloadComplete').find((m) => m.opId === op)!;
+    expect(done.results.find((r) => r.blockId === 92)!.tcp!.delegated!.state).toBe(S.Closed);
   });
 
   it('R115: unanswered zero-window probes beyond TcpMaximumRetransmissions produce TcpIndicateRetrieve + TimeoutExpiration', () => {
