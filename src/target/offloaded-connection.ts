@@ -89,7 +89,9 @@ export function engineConfigFor(state: TcpState, params: TargetParameters, pathM
     // The target must accept every send request (R67): the global memory budget limits it instead.
     sendBufferSize: 0x7fffffff,
     delayedAckMs: params.tcpDelayedAckTicks * msPerTick,
+    ackFrequency: params.tcpAckFrequency,
     maxRetransmissions: params.tcpMaximumRetransmissions,
+    maxRetransmitTimeMs: maxRtMs(c.maxRt, msPerTick),
     keepalive: {
       enabled: (c.flags & TCP_CACHED_FLAG.KEEP_ALIVE_ENABLED) !== 0,
       idleMs: Math.max(1, c.kaTimeout * msPerTick),
@@ -103,6 +105,13 @@ export function engineConfigFor(state: TcpState, params: TargetParameters, pathM
     // Spec 4.8 (R112/R113): at most one challenge ACK per 3 s.
     challengeAckIntervalMs: 3000,
   };
+}
+
+/** Chimney MaxRT (ticks): 0 = use TcpMaximumRetransmissions, 0xFFFFFFFF = no limit. */
+function maxRtMs(maxRt: number, msPerTick: number): number {
+  if (maxRt === 0) return 0;
+  if (maxRt >= 0xffffffff) return Infinity;
+  return maxRt * msPerTick;
 }
 
 /** The engine export a chimney TCP state describes (initiate direction, spec 6.10). */
@@ -330,6 +339,8 @@ export class OffloadedConnection {
       keepalive: { enabled: ka, idleMs: Math.max(1, cached.kaTimeout * this.msPerTick), intervalMs: Math.max(1, cached.kaInterval * this.msPerTick), probes: cached.kaProbeCount },
       receiveBufferSize: (cached.flags & TCP_CACHED_FLAG.UPDATE_RCV_WND) !== 0 ? cached.initialRcvWnd : undefined,
       restartKeepalive: restart,
+      maxRetransmitTimeMs: maxRtMs(cached.maxRt, this.msPerTick),
+      resetTotalRetransmitTime: (cached.flags & TCP_CACHED_FLAG.MAX_RT_RESTART) !== 0, // R60
     }, now));
   }
 

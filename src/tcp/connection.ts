@@ -111,6 +111,8 @@ export class TcpConnection {
   private readonly sndBuf = new ByteQueue();
   private sndBufSeq = 0;
   private finQueued = false;
+  /** End of each write (absolute sequence), oldest first: the segment reaching one carries PSH. */
+  private pushMarks: number[] = [];
   private sndMss = 536;
   private writableWanted = false;
 
@@ -329,7 +331,10 @@ export class TcpConnection {
       throw new Error(`write after end (state ${TcpState[this._state]})`);
     }
     const n = Math.min(data.length, this.sendSpace);
-    if (n > 0) this.sndBuf.appendCopy(n === data.length ? data : data.subarray(0, n));
+    if (n > 0) {
+      this.sndBuf.appendCopy(n === data.length ? data : data.subarray(0, n));
+      this.pushMarks.push(seqAdd(this.sndBufSeq, this.sndBuf.length));
+    }
     if (n < data.length) this.writableWanted = true;
     this.trySend();
     this.flushAck();
@@ -375,9 +380,15 @@ export class TcpConnection {
    * keepalive, receive buffer (InitialRcvWnd; a larger one is advertised at once), retransmission
    * limit. `restartKeepalive` restarts the keepalive timer from zero.
    */
-  updateSettings(s: { nagle?: boolean; keepalive?: Partial<TcpConfig['keepalive']>; receiveBufferSize?: number; maxRetransmissions?: number; restartKeepalive?: boolean }, now: number): void {
+  updateSettings(s: {
+    nagle?: boolean; keepalive?: Partial<TcpConfig['keepalive']>; receiveBufferSize?: number; maxRetransmissions?: number;
+    restartKeepalive?: boolean; maxRetransmitTimeMs?: number; resetTotalRetransmitTime?: boolean;
+  }, now: number): void {
     this.now = now;
     if (s.nagle !== undefined) this.config.nagle = s.nagle;
+    if (s.maxRetransmitTimeMs !== undefined) this.config.maxRetransmitTimeMs = s.maxRetransmitTimeMs;
+    // Chimney MAX_RT_RESTART: TotalRT starts again from zero.
+    if (s.resetTotalRetransmitTime && this.retransmitStartedAt !== undefined) this.retransmitStartedAt = now;
     if (s.maxRetransmissions !== undefined) this.config.maxRetransmissions = s.maxRetransmissions;
     if (s.keepalive) {
       const wasEnabled = this.config.keepalive.enabled;
@@ -658,6 +669,9 @@ export class TcpConnection {
       dataAcked = Math.min(seqDiff(ack, this.sndBufSeq), this.sndBuf.length);
       this.sndBuf.consume(dataAcked);
       this.sndBufSeq = seqAdd(this.sndBufSeq, dataAcked);
+      let drop = 0;
+      while (drop < this.pushMarks.length && seqLe(this.pushMarks[drop], this.sndBufSeq)) drop++;
+      if (drop > 0) this.pushMarks.splice(0, drop);
     }
     const finAcked = this.finQueued && seqGt(ack, dataEnd);
     const ackedSeq = seqDiff(ack, this._sndUna);
@@ -828,7 +842,7 @@ export class TcpConnection {
       this.bytesSinceAck += delivered;
       if (payload.length > this.rcvMssSeen) this.rcvMssSeen = Math.min(payload.length, this.rcvMss);
       const fullSized = Math.max(this.rcvMssSeen, Math.min(536, this.rcvMss));
-      if (this.bytesSinceAck >= 2 * fullSized || this.config.delayedAckMs === 0) this.ackNow = true;
+      if (this.bytesSinceAck >= Math.max(1, this.config.ackFrequency) * fullSized || this.config.delayedAckMs === 0) this.ackNow = true;
       else if (this.ackDeadline === undefined) this.ackDeadline = this.now + this.config.delayedAckMs;
     }
     if (fin) this.onFinReceived();
@@ -950,7 +964,7 @@ export class TcpConnection {
       return;
     }
     if (this._sndUna === this._sndMax) return; // nothing outstanding any more
-    if (this.rtCount >= this.config.maxRetransmissions) {
+    if (this.retransmitLimitReached()) {
       if (this.reportTimeout(this.persistProbeOutstanding ? 'persist' : 'retransmit')) return;
     }
     if (this.retransmitStartedAt === undefined) this.retransmitStartedAt = this.now;
@@ -975,6 +989,15 @@ export class TcpConnection {
     this.highRxt = this._sndUna;
     this.retransmitAt(this._sndUna);
     this.startRtx('rto', this.rto.rto);
+  }
+
+  /** Chimney 5.2: retransmissions exhausted by count, or by total time when MaxRT is set. */
+  private retransmitLimitReached(): boolean {
+    const maxRt = this.config.maxRetransmitTimeMs;
+    if (maxRt > 0) {
+      return maxRt !== Infinity && this.retransmitStartedAt !== undefined && this.now - this.retransmitStartedAt >= maxRt;
+    }
+    return this.rtCount >= this.config.maxRetransmissions;
   }
 
   private rtoMax(): number {
@@ -1154,8 +1177,10 @@ export class TcpConnection {
 
   private dataSegment(seq: number, payload: Uint8Array, fin: boolean): TcpSegment {
     const dataEnd = seqAdd(this.sndBufSeq, this.sndBuf.length);
+    const end = seqAdd(seq, payload.length);
     let flags = TCP_ACK;
-    if (payload.length > 0 && seqAdd(seq, payload.length) === dataEnd) flags |= TCP_PSH;
+    // PSH on the segment that ends the buffered data or contains the end of a write (chimney R76).
+    if (payload.length > 0 && (end === dataEnd || this.pushMarks.some((m) => seqGt(m, seq) && seqLe(m, end)))) flags |= TCP_PSH;
     if (fin) flags |= TCP_FIN;
     return {
       srcPort: this.localPort, dstPort: this.remotePort, seq, ack: this._rcvNxt,
@@ -1422,6 +1447,7 @@ export class TcpConnection {
         writableWanted: this.writableWanted,
         rcvMssSeen: this.rcvMssSeen,
         lastPush: this.lastPush,
+        pushMarks: [...this.pushMarks],
       };
       exp.delegated.rtTimeoutDelta = this.rtxDeadline === undefined ? -1 : this.rtxDeadline - now;
       exp.delegated.kaTimeoutDelta = this.kaDeadline === undefined ? -1 : this.kaDeadline - now;
@@ -1471,7 +1497,13 @@ export class TcpConnection {
     c.kaDeadline = d.kaTimeoutDelta < 0 ? undefined : now + d.kaTimeoutDelta * msPerTick;
     c.rtxDeadline = d.rtTimeoutDelta < 0 ? undefined : now + d.rtTimeoutDelta * msPerTick;
     const sendLen = exp.sendData.reduce((n, b) => n + b.length, 0);
-    for (const b of exp.sendData) c.sndBuf.appendCopy(b);
+    let markAt = d.sndUna;
+    for (const b of exp.sendData) {
+      c.sndBuf.appendCopy(b);
+      // Each handed-over buffer is a send request: its last segment carries PSH (chimney R76).
+      markAt = seqAdd(markAt, b.length);
+      if (b.length > 0) c.pushMarks.push(markAt);
+    }
     c.finQueued = exp.finQueued;
     // Once our FIN is acknowledged SND.UNA is one past it; the (empty) data ends at the FIN.
     const finAcked = exp.finQueued && (d.state === TcpState.FinWait2 || d.state === TcpState.TimeWait || d.state === TcpState.Closed);
@@ -1530,6 +1562,7 @@ export class TcpConnection {
       c.writableWanted = p.writableWanted;
       c.rcvMssSeen = p.rcvMssSeen;
       c.lastPush = p.lastPush;
+      c.pushMarks = [...p.pushMarks];
     } else if (c.rtxMode === 'rto' && !c.persistProbeOutstanding) {
       // RTO backoff is implied by the retransmission count; persist probes back off explicitly.
       for (let i = 0; i < d.rtCount; i++) c.rto.backoff();

@@ -71,6 +71,13 @@ export interface TcpConfig {
   keepalive: KeepaliveConfig;
   /** Retransmissions of one segment before giving up (data, FIN, persist probes). */
   maxRetransmissions: number;
+  /**
+   * Total time one segment may spend being retransmitted before giving up (chimney MaxRT, ms);
+   * 0 = use `maxRetransmissions` instead, Infinity = no limit.
+   */
+  maxRetransmitTimeMs: number;
+  /** Full-sized segments received before an ACK is sent at once (TcpAckFrequency; 1 = every segment). */
+  ackFrequency: number;
   /** SYN / SYN-ACK retransmissions before giving up. */
   maxSynRetransmissions: number;
   /** Upper bound for buffered out-of-order data. */
@@ -101,6 +108,8 @@ export const DEFAULT_TCP_CONFIG: TcpConfig = {
   finWait2TimeoutMs: 120_000,
   keepalive: { enabled: false, idleMs: 7_200_000, intervalMs: 75_000, probes: 9 },
   maxRetransmissions: 15,
+  maxRetransmitTimeMs: 0,
+  ackFrequency: 2,
   maxSynRetransmissions: 6,
   reassemblyMaxBytes: 8 * 1024 * 1024,
   challengeAckIntervalMs: 1000,
@@ -218,6 +227,8 @@ export interface TcpPrivateState {
   writableWanted: boolean;
   rcvMssSeen: number;
   lastPush: boolean;
+  /** Sequence numbers just past the end of each write not yet acknowledged (PSH points). */
+  pushMarks: number[];
 }
 
 export interface TcpExport {

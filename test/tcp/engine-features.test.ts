@@ -157,3 +157,47 @@ describe('engine features', () => {
     expect(c.srttMs).toBe(before); // SYN-ACK sample only; the ambiguous one was not taken
   });
 });
+
+describe('engine settings an offload target needs', () => {
+  it('chimney R76: the segment containing the end of each write carries PSH, also when writes queue behind the window', () => {
+    const { c } = established({ nagle: false });
+    c.input(seg({ seq: 5001, ack: 1001, window: 0 }), 15); // window closed: writes queue up
+    c.write(new Uint8Array(1500), 20);
+    c.write(new Uint8Array(700), 21);
+    c.write(new Uint8Array(300), 22);
+    expect(c.takeOutput().filter((s) => s.payload.length > 0)).toEqual([]);
+    c.input(seg({ seq: 5001, ack: 1001, window: 10000 }), 30);
+    const out = c.takeOutput().filter((s) => s.payload.length > 0);
+    // 2500 bytes in MSS-sized segments: [0,1000) [1000,2000) [2000,2500); write ends at 1500, 2200, 2500.
+    expect(out.map((s) => [s.seq - 1001, s.payload.length, (s.flags & TCP_PSH) !== 0])).toEqual([[0, 1000, false], [1000, 1000, true], [2000, 500, true]]);
+  });
+
+  it('TcpAckFrequency: with ackFrequency 1 every full segment is acknowledged at once', () => {
+    const { c, peerSeq } = established({ ackFrequency: 1, delayedAckMs: 200 });
+    c.input(seg({ seq: peerSeq, ack: 1001, payload: new Uint8Array(1000) }), 20);
+    expect(c.takeOutput().map((s) => s.ack)).toEqual([peerSeq + 1000]);
+  });
+
+  it('chimney MaxRT: retransmission gives up by total time instead of count; MAX_RT_RESTART restarts the clock', () => {
+    const run = (restartAt: number | undefined): number => {
+      const { c } = established({ maxRetransmitTimeMs: 2500, maxRetransmissions: 100, onTimeout: 'report' });
+      c.write(new Uint8Array(100), 20);
+      c.takeOutput();
+      for (let i = 0; i < 20; i++) {
+        const t = c.nextDeadline()!;
+        c.onTimer(t);
+        if (restartAt !== undefined && t >= restartAt) {
+          c.updateSettings({ resetTotalRetransmitTime: true }, t);
+          restartAt = undefined;
+        }
+        if (c.takeEvents().some((e) => e.type === 'timeout')) return t;
+      }
+      return -1;
+    };
+    // RTO 200 ms after the SYN-ACK sample: retransmissions at 220, 620, 1420, 3020, 6220 ms; TotalRT
+    // counts from the first (220). Without a restart 3020 - 220 >= 2500 ends it; restarted at 1420,
+    // 3020 - 1420 is below the limit and it ends at 6220.
+    expect(run(undefined)).toBe(3020);
+    expect(run(1420)).toBe(6220);
+  });
+});
