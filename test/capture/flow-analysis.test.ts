@@ -636,9 +636,11 @@ async function checkCaptureSet(dir: string): Promise<void> {
   const receiver = await analyzePcap(join(dir, 'loss-receiver.pcap'));
   const r = checkLinuxTransfer(connectionOnPort(receiver, lossy.port), lossy);
   expect(r.retransmissions.lostBeforeCapture.segments).toBeGreaterThan(0);
-  expect(r.retransmissions.lostBeforeCapture.segments).toBeLessThanOrEqual(lossy.dropped!);
   expect(r.retransmissions.segments).toBeLessThanOrEqual(s.retransmissions.segments);
-  expect(r.reordered.segments).toBe(0);
+  // A hole fill sent in the same millisecond (same TSval) as the data around it cannot be told from
+  // network reordering on this side of the drop (it happens on a loaded machine); the two together
+  // never exceed the drops.
+  expect(r.reordered.segments + r.retransmissions.lostBeforeCapture.segments).toBeLessThanOrEqual(lossy.dropped!);
   expect(r.dataSegments).toBe(s.dataSegments - lossy.dropped!);
 
   // 2. No loss, GSO super-frames, cooked v2, nanoseconds.
