@@ -3,8 +3,11 @@
  * baseline measured in the same run (docs/benchmarks.md). Needs root (network namespaces).
  *   BENCH_BYTES   stream size, e.g. 209715200, 200M, 1G (default 200M; K/M/G are powers of 1024)
  *   BENCH_RUNS    rounds of the three transfers, interleaved; medians are reported (default 3)
- *   BENCH_ONLY    comma-separated subset: baseline, linux-to-stack, stack-to-linux, iperf3 (e.g. to profile
- *                 one direction with `node --cpu-prof dist/bench/run.js`)
+ *   BENCH_ONLY    comma-separated subset: baseline, linux-to-stack, stack-to-linux, offloaded, iperf3,
+ *                 terminate (e.g. to profile one direction with `node --cpu-prof dist/bench/run.js`)
+ *   BENCH_TERMINATES  terminates measured per outstanding size in `terminate` (default 200)
+ * `offloaded` runs both directions through the target (bench/offload.ts); `terminate` is software
+ * only (bench/terminate.ts: sim link, in-process core and host) and needs no root on its own.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, hostname, loadavg, release } from 'node:os';
@@ -13,7 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { findCommand, isRoot, labAvailable } from '../src/lab/availability.js';
 import { loadTapAddon } from '../src/link/tap.js';
 import { buildBenchLab, vethOffloads, runBaseline, runIperf3, runLinuxToStack, runStackToLinux, type BenchLab, type Progress, type Sample } from './scenarios.js';
-import { summarize, table, type Summary } from './report.js';
+import { summarize, table, terminateTable, type Summary } from './report.js';
+import { addOffloadPath, runLinuxToOffloaded, runOffloadedToLinux, type OffloadEnd } from './offload.js';
+import { massTerminate, terminateLatency, type MassTerminate, type TerminateLatency } from './terminate.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -27,7 +32,11 @@ export function parseBytes(s: string | undefined, fallback: number): number {
   return n;
 }
 
-const SCENARIOS = ['baseline', 'linux-to-stack', 'stack-to-linux', 'iperf3'] as const;
+const SCENARIOS = ['baseline', 'linux-to-stack', 'stack-to-linux', 'offloaded', 'iperf3', 'terminate'] as const;
+/** Scenarios that need the namespace lab (root, ip, the TAP addon). */
+const LAB_SCENARIOS = ['baseline', 'linux-to-stack', 'stack-to-linux', 'offloaded', 'iperf3'];
+const TERMINATE_SIZES = [0, 64 * 1024, 4 * 1024 * 1024];
+const MASS_TERMINATES = [1000, 10_000];
 
 function parseOnly(s: string | undefined): Set<string> {
   if (s === undefined || s.trim() === '') return new Set(SCENARIOS);
@@ -36,6 +45,9 @@ function parseOnly(s: string | undefined): Set<string> {
   if (bad.length) throw new RangeError(`BENCH_ONLY: unknown scenario(s) ${bad.join(', ')} (known: ${SCENARIOS.join(', ')})`);
   return new Set(names);
 }
+
+/** Thrown to skip the lab part when only software-only scenarios were asked for. */
+class SkipLab extends Error {}
 
 /** Linux PSI: the share of time runnable tasks waited for a CPU (other work on the machine). */
 function cpuPressure(): string | undefined {
@@ -90,7 +102,9 @@ async function main(): Promise<number> {
     return 2;
   }
   const runs = Math.max(1, Math.floor(Number(process.env.BENCH_RUNS ?? '3')) || 1);
-  const why = preflight();
+  const terminates = Math.max(1, Math.floor(Number(process.env.BENCH_TERMINATES ?? '200')) || 1);
+  const withLab = LAB_SCENARIOS.some((s) => only.has(s));
+  const why = withLab ? preflight() : undefined;
   if (why) {
     process.stderr.write(`bench: cannot run: ${why}\n`);
     return 2;
@@ -109,8 +123,12 @@ async function main(): Promise<number> {
   let b: BenchLab | undefined;
   let offloads: Record<string, string> | undefined;
   let failure: unknown;
+  let latency: TerminateLatency[] = [];
+  const mass: MassTerminate[] = [];
   try {
+    if (!withLab) throw new SkipLab();
     b = await buildBenchLab();
+    const off: OffloadEnd | undefined = only.has('offloaded') ? await addOffloadPath(b) : undefined;
     offloads = findCommand('ethtool') ? await vethOffloads(b) : undefined;
     const order = [runBaseline, runLinuxToStack, runStackToLinux].filter((_, i) => only.has(SCENARIOS[i]!));
     let withIperf3 = only.has('iperf3');
@@ -124,10 +142,17 @@ async function main(): Promise<number> {
         samples.push(s);
         if (!s.shaOk) throw new Error(`${s.scenario}: the stream arrived wrong (${s.bytes} bytes sent, sha256 ${s.sentSha}; received sha256 ${s.recvSha})`);
       }
+      if (off) {
+        for (const run of [runLinuxToOffloaded, runOffloadedToLinux]) {
+          const s = await run(b, off, bytes, `${seed}/${round}`, progress);
+          samples.push(s);
+          if (!s.shaOk) throw new Error(`${s.scenario}: the stream arrived wrong (${s.bytes} bytes sent, sha256 ${s.sentSha}; received sha256 ${s.recvSha})`);
+        }
+      }
       if (withIperf3) samples.push(await runIperf3(b, bytes, progress));
     }
   } catch (err) {
-    failure = err;
+    if (!(err instanceof SkipLab)) failure = err;
   } finally {
     await b?.lab.teardown().catch((err: unknown) => {
       // Something of the lab may be left behind: say so, and fail the run.
@@ -135,16 +160,33 @@ async function main(): Promise<number> {
       failure ??= err;
     });
   }
+  if (failure === undefined && only.has('terminate')) {
+    try {
+      process.stdout.write(`  terminate latency (${terminates} per size, software only) ...\n`);
+      latency = await terminateLatency(TERMINATE_SIZES, terminates);
+      for (const n of MASS_TERMINATES) {
+        process.stdout.write(`  mass terminate of ${n} connections ...\n`);
+        mass.push(massTerminate(n));
+      }
+      const bad = [...latency.filter((r) => !r.verified).map((r) => `terminate with ${r.outstandingBytes} B outstanding: the stream after the resume arrived wrong`),
+        ...mass.filter((r) => !r.verified).map((r) => `mass terminate of ${r.connections}: not every block completed with SUCCESS`)];
+      if (bad.length) throw new Error(bad.join('; '));
+    } catch (err) {
+      failure = err;
+    }
+  }
 
   const loadAfter = loadavg();
   const pressureAfter = cpuPressure();
   const summaries: Summary[] = summarize(samples);
   if (summaries.length) process.stdout.write(`\n${table(summaries)}\n`);
+  if (latency.length || mass.length) process.stdout.write(`\n${terminateTable(latency, mass)}\n`);
   const file = join(REPO, 'results', `bench-${started.toISOString().replace(/[:.]/g, '-')}.json`);
   mkdirSync(join(REPO, 'results'), { recursive: true });
   writeFileSync(file, `${JSON.stringify({
     started: started.toISOString(), host: hostname(), cpus: cpus().length, cpuModel: cpus()[0]?.model, kernel: release(), node: process.version,
-    bytes, runs, baselineVethOffloads: offloads, loadavgBefore: loadBefore, loadavgAfter: loadAfter, cpuPressureAvg10Before: pressureBefore, cpuPressureAvg10After: pressureAfter, summaries, samples, error: failure === undefined ? undefined : String((failure as Error).stack ?? failure),
+    bytes, runs, baselineVethOffloads: offloads, loadavgBefore: loadBefore, loadavgAfter: loadAfter, cpuPressureAvg10Before: pressureBefore, cpuPressureAvg10After: pressureAfter, summaries, samples,
+    terminate: only.has('terminate') ? { samplesPerSize: terminates, latency, mass } : undefined, error: failure === undefined ? undefined : String((failure as Error).stack ?? failure),
   }, null, 2)}\n`);
   process.stdout.write(`results: ${file}\n`);
   if (failure !== undefined) {

@@ -27,10 +27,10 @@ const TAP_KERNEL_IP = '10.77.0.1';
 const STACK_IP = '10.77.0.2';
 const STACK_MAC = '02:c4:77:00:00:02';
 /** The kernel's queue towards the TAP is tail-drop: room for bursts of a slow reader. */
-const TAP_TXQUEUELEN = 10_000;
+export const TAP_TXQUEUELEN = 10_000;
 const WRITE_CHUNK = 256 * 1024;
 
-export type ScenarioId = 'baseline' | 'linux-to-stack' | 'stack-to-linux' | 'iperf3';
+export type ScenarioId = 'baseline' | 'linux-to-stack' | 'stack-to-linux' | 'linux-to-offloaded' | 'offloaded-to-linux' | 'iperf3';
 
 export interface Sample {
   scenario: ScenarioId;
@@ -53,6 +53,11 @@ export interface Sample {
     /** Read bursts (one JS callback each) and write batches (one native call each). */
     readBursts: number; writeBatches: number;
   };
+  /** Offloaded runs: what went through the target (bench/offload.ts). */
+  offload?: {
+    initiates: number; terminates: number; framesOffloaded: number; framesToHost: number;
+    sendRequests: number; indications: number; ipcMessagesOut: number; ipcMessagesIn: number; ipcWrites: number;
+  };
 }
 
 export interface Progress {
@@ -69,6 +74,27 @@ export interface BenchLab {
   /** The baseline's veth ends (ns a, ns b). */
   vethA: string;
   vethB: string;
+}
+
+/**
+ * The userspace end of a TAP transfer: which stack, its address, the kernel address it talks to,
+ * and where its frames are counted (the stack itself, or the target service owning the TAP).
+ */
+export interface StackEnd {
+  stack: HostStack;
+  tap: TapLink;
+  ns: string;
+  ip: string;
+  kernelIp: string;
+  /** Frames in/out over the TAP and link write batches so far. */
+  frames(): { in: number; out: number; writeBatches: number };
+}
+
+export function plainEnd(b: BenchLab): StackEnd {
+  return {
+    stack: b.stack, tap: b.tap, ns: b.nsK, ip: STACK_IP, kernelIp: TAP_KERNEL_IP,
+    frames: () => ({ in: b.stack.stats.framesIn, out: b.stack.stats.framesOut, writeBatches: b.stack.stats.batchesOut }),
+  };
 }
 
 export async function buildBenchLab(): Promise<BenchLab> {
@@ -167,21 +193,24 @@ export async function runBaseline(b: BenchLab, bytes: number, seed: string, prog
   }
 }
 
-export async function runLinuxToStack(b: BenchLab, bytes: number, seed: string, progress: Progress): Promise<Sample> {
+export async function runLinuxToStack(
+  b: BenchLab, bytes: number, seed: string, progress: Progress,
+  end: StackEnd = plainEnd(b), scenario: ScenarioId = 'linux-to-stack', label = 'Linux -> userspace (TAP)',
+): Promise<Sample> {
   const port = nextPort++;
   const t = timeoutFor(bytes);
-  const before = await stackCounters(b);
+  const before = await stackCounters(b, end);
   const hash = createHash('sha256');
   let got = 0;
   let sock: TcpSocket | undefined;
   const accepted = new Promise<TcpSocket>((resolve) => {
-    const server = b.stack.listen(port, (s) => {
+    const server = end.stack.listen(port, (s) => {
       server.close();
       resolve(s);
     });
   });
-  const send = startPeer(b, b.nsK, { role: 'send', open: 'connect', host: STACK_IP, port, bytes, seed });
-  const stop = progress('Linux -> userspace (TAP)', () => got);
+  const send = startPeer(b, end.ns, { role: 'send', open: 'connect', host: end.ip, port, bytes, seed });
+  const stop = progress(label, () => got);
   try {
     sock = await withTimeout(unlessExited(accepted, send), t, 'the Linux sender did not connect');
     const t0 = performance.now();
@@ -194,9 +223,9 @@ export async function runLinuxToStack(b: BenchLab, bytes: number, seed: string, 
     const ms = performance.now() - t0;
     const cpu = cpuMsSince(cpu0);
     const s = await peerReport(send, t);
-    const out = sample('linux-to-stack', bytes, ms, cpu.userMs + cpu.systemMs, s.userMs + s.systemMs, s.sha, hash.digest('hex'), got);
+    const out = sample(scenario, bytes, ms, cpu.userMs + cpu.systemMs, s.userMs + s.systemMs, s.sha, hash.digest('hex'), got);
     out.stackSide = 'recv';
-    out.stack = await stackDelta(b, before, sock);
+    out.stack = await stackDelta(b, end, before, sock);
     return out;
   } finally {
     stop();
@@ -204,17 +233,20 @@ export async function runLinuxToStack(b: BenchLab, bytes: number, seed: string, 
   }
 }
 
-export async function runStackToLinux(b: BenchLab, bytes: number, seed: string, progress: Progress): Promise<Sample> {
+export async function runStackToLinux(
+  b: BenchLab, bytes: number, seed: string, progress: Progress,
+  end: StackEnd = plainEnd(b), scenario: ScenarioId = 'stack-to-linux', label = 'userspace -> Linux (TAP)',
+): Promise<Sample> {
   const port = nextPort++;
   const t = timeoutFor(bytes);
   const data = benchStream(bytes, seed);
   const sentSha = sha256Hex(data);
-  const before = await stackCounters(b);
-  const recv = startPeer(b, b.nsK, { role: 'recv', open: 'listen', host: TAP_KERNEL_IP, port, bytes, seed });
+  const before = await stackCounters(b, end);
+  const recv = startPeer(b, end.ns, { role: 'recv', open: 'listen', host: end.kernelIp, port, bytes, seed });
   await recv.waitForOutput(/"event":"ready"/, 20_000);
-  const stop = progress('userspace -> Linux (TAP)', () => lastProgress(recv));
+  const stop = progress(label, () => lastProgress(recv));
   const cpu0 = process.cpuUsage();
-  const sock = b.stack.connect({ host: TAP_KERNEL_IP, port });
+  const sock = end.stack.connect({ host: end.kernelIp, port });
   try {
     await withTimeout(once(sock, 'connect'), 20_000, 'connect to the Linux receiver');
     const closed = once(sock, 'close');
@@ -223,9 +255,9 @@ export async function runStackToLinux(b: BenchLab, bytes: number, seed: string, 
     await withTimeout(unlessExited(closed, recv, true), t, 'close after the Linux receiver ended');
     const cpu = cpuMsSince(cpu0);
     const r = await peerReport(recv, t);
-    const out = sample('stack-to-linux', bytes, r.ms, r.userMs + r.systemMs, cpu.userMs + cpu.systemMs, sentSha, r.sha, r.bytes);
+    const out = sample(scenario, bytes, r.ms, r.userMs + r.systemMs, cpu.userMs + cpu.systemMs, sentSha, r.sha, r.bytes);
     out.stackSide = 'send';
-    out.stack = await stackDelta(b, before, sock);
+    out.stack = await stackDelta(b, end, before, sock);
     return out;
   } finally {
     stop();
@@ -276,19 +308,20 @@ interface Counters {
   kernelTapTxDrops: number;
 }
 
-async function stackCounters(b: BenchLab): Promise<Counters> {
+async function stackCounters(b: BenchLab, end: StackEnd): Promise<Counters> {
+  const f = end.frames();
   return {
-    framesIn: b.stack.stats.framesIn,
-    framesOut: b.stack.stats.framesOut,
-    readBursts: b.tap.tapCounters().bursts,
-    writeBatches: b.stack.stats.batchesOut,
-    tapDropsOut: b.tap.counters.dropsOut,
-    kernelTapTxDrops: await kernelTxDrops(b),
+    framesIn: f.in,
+    framesOut: f.out,
+    readBursts: end.tap.tapCounters().bursts,
+    writeBatches: f.writeBatches,
+    tapDropsOut: end.tap.counters.dropsOut,
+    kernelTapTxDrops: await kernelTxDrops(b, end),
   };
 }
 
-async function stackDelta(b: BenchLab, before: Counters, sock: TcpSocket): Promise<NonNullable<Sample['stack']>> {
-  const now = await stackCounters(b);
+async function stackDelta(b: BenchLab, end: StackEnd, before: Counters, sock: TcpSocket): Promise<NonNullable<Sample['stack']>> {
+  const now = await stackCounters(b, end);
   return {
     retransmittedSegments: sock.connection.stats.retransmittedSegments,
     framesIn: now.framesIn - before.framesIn,
@@ -301,8 +334,8 @@ async function stackDelta(b: BenchLab, before: Counters, sock: TcpSocket): Promi
 }
 
 /** Frames the kernel dropped on their way to our TAP reader (its tail-drop queue overflowed). */
-async function kernelTxDrops(b: BenchLab): Promise<number> {
-  const { stdout } = await b.lab.exec(b.nsK, 'ip', ['-s', '-j', 'link', 'show', 'dev', b.tap.name]);
+async function kernelTxDrops(b: BenchLab, end: StackEnd): Promise<number> {
+  const { stdout } = await b.lab.exec(end.ns, 'ip', ['-s', '-j', 'link', 'show', 'dev', end.tap.name]);
   const j = JSON.parse(stdout) as Array<{ stats64?: { tx?: { dropped?: number } } }>;
   return j[0]?.stats64?.tx?.dropped ?? 0;
 }
