@@ -139,9 +139,13 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
    * arms its keepalive timer when the connection is established: call this before that.
    */
   setKeepAlive(enable = false, initialDelay = 0): this {
-    const ka = this.connection.config.keepalive;
-    ka.enabled = enable;
-    if (initialDelay > 0) ka.idleMs = initialDelay;
+    const settings = { enabled: enable, ...(initialDelay > 0 ? { idleMs: initialDelay } : {}) };
+    if (this.binding.attached && !this.binding.closed && this.connection.isSynchronized) {
+      // Through the engine, so a keepalive enabled after the handshake arms its timer.
+      this.binding.run((conn, now) => conn.updateSettings({ keepalive: settings }, now));
+    } else {
+      Object.assign(this.connection.config.keepalive, settings);
+    }
     if (this.offloadIo !== undefined) this.offloadControl?.updateCached(this);
     return this;
   }

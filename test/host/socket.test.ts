@@ -224,6 +224,19 @@ describe('TcpSocket flow control', () => {
   });
 });
 
+describe('keepalive switched on later', () => {
+  it('setKeepAlive after the handshake arms the keepalive timer (engine updateSettings)', async () => {
+    const h = new SimHosts({ seed: 'ka-late' });
+    h.b.listen(80, () => {});
+    const client = h.a.connect({ host: IP_B, port: 80, tcp: { keepalive: { enabled: false, idleMs: 7_200_000, intervalMs: 500, probes: 3 } } });
+    await h.run(() => client.connection.state === TcpState.Established, 'handshake');
+    expect(client.connection.nextDeadline()).toBeUndefined();
+    client.setKeepAlive(true, 1_000);
+    await h.runFor(3_500);
+    expect(client.connection.stats.keepaliveProbes).toBeGreaterThanOrEqual(2);
+  });
+});
+
 describe('offload seam', () => {
   it('a connection detached mid-transfer and resumed from its exported state loses nothing', async () => {
     const h = new SimHosts({ seed: 'seam' });
