@@ -18,7 +18,7 @@ import { loadTapAddon } from '../src/link/tap.js';
 import { buildBenchLab, vethOffloads, runBaseline, runIperf3, runLinuxToStack, runStackToLinux, type BenchLab, type Progress, type Sample } from './scenarios.js';
 import { summarize, table, terminateTable, type Summary } from './report.js';
 import { addOffloadPath, runLinuxToOffloaded, runOffloadedToLinux, type OffloadEnd } from './offload.js';
-import { massTerminate, terminateLatency, type MassTerminate, type TerminateLatency } from './terminate.js';
+import { massTerminateRuns, terminateLatency, type MassTerminate, type TerminateLatency } from './terminate.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -37,6 +37,7 @@ const SCENARIOS = ['baseline', 'linux-to-stack', 'stack-to-linux', 'offloaded', 
 const LAB_SCENARIOS = ['baseline', 'linux-to-stack', 'stack-to-linux', 'offloaded', 'iperf3'];
 const TERMINATE_SIZES = [0, 64 * 1024, 4 * 1024 * 1024];
 const MASS_TERMINATES = [1000, 10_000];
+const MASS_REPS = 5;
 
 function parseOnly(s: string | undefined): Set<string> {
   if (s === undefined || s.trim() === '') return new Set(SCENARIOS);
@@ -165,8 +166,8 @@ async function main(): Promise<number> {
       process.stdout.write(`  terminate latency (${terminates} per size, software only) ...\n`);
       latency = await terminateLatency(TERMINATE_SIZES, terminates);
       for (const n of MASS_TERMINATES) {
-        process.stdout.write(`  mass terminate of ${n} connections ...\n`);
-        mass.push(massTerminate(n));
+        process.stdout.write(`  mass terminate of ${n} connections (${MASS_REPS} times) ...\n`);
+        mass.push(massTerminateRuns(n, MASS_REPS));
       }
       const bad = [...latency.filter((r) => !r.verified).map((r) => `terminate with ${r.outstandingBytes} B outstanding: the stream after the resume arrived wrong`),
         ...mass.filter((r) => !r.verified).map((r) => `mass terminate of ${r.connections}: not every block completed with SUCCESS`)];

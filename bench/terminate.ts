@@ -50,6 +50,8 @@ export interface MassTerminate {
   /** Encode + decode of that completion by the IPC codec (what crossing a real binding adds). */
   ipcMs: number;
   completionBytes: number;
+  /** coreMs of every repetition (coreMs and ipcMs are medians over them). */
+  coreRunsMs: number[];
   /** Every block completed with SUCCESS and the core holds no connection afterwards. */
   verified: boolean;
 }
@@ -241,5 +243,14 @@ export function massTerminate(n: number): MassTerminate {
   const tcpResults = done.results.filter((r) => r.tcp?.delegated !== undefined);
   const verified = done.results.length === n + 2 && done.results.every((r) => r.status === Status.SUCCESS)
     && tcpResults.length === n && core.connectionCount === 0 && back.ok && back.message.type === 'TerminateOffloadComplete';
-  return { connections: n, coreMs, ipcMs, completionBytes: frame.length, verified };
+  return { connections: n, coreMs, ipcMs, completionBytes: frame.length, coreRunsMs: [coreMs], verified };
+}
+
+/** `massTerminate` repeated on fresh cores; medians, every run verified. */
+export function massTerminateRuns(n: number, reps: number): MassTerminate {
+  const runs = Array.from({ length: reps }, () => massTerminate(n));
+  return {
+    connections: n, coreMs: median(runs.map((r) => r.coreMs)), ipcMs: median(runs.map((r) => r.ipcMs)),
+    completionBytes: runs[0]!.completionBytes, coreRunsMs: runs.map((r) => r.coreMs), verified: runs.every((r) => r.verified),
+  };
 }
