@@ -9,9 +9,15 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { runVerify, VERIFY_HELP } from './verify.js';
 import { runGraph, GRAPH_HELP } from './graph.js';
+import { runTarget, TARGET_HELP } from './target.js';
+import { runHost, HOST_HELP } from './host.js';
+import { runStart, START_HELP } from './start.js';
 import type { CliIo } from './io.js';
 
 const COMMANDS: Record<string, { summary: string; help: string; run: (args: string[], io: CliIo) => Promise<number> }> = {
+  start: { summary: 'the lab: a transfer each way with offloads and hand-overs, checked and reported (npm start)', help: START_HELP, run: runStart },
+  target: { summary: 'run the offload target on a TAP device, serving one host over a Unix socket', help: TARGET_HELP, run: (a, io) => runTarget(a, io) },
+  host: { summary: 'run the userspace host stack bound to a target', help: HOST_HELP, run: (a, io) => runHost(a, io) },
   verify: { summary: 'check the TCP flows of a pcap: gaps, corruption, retransmissions, RSTs', help: VERIFY_HELP, run: runVerify },
   graph: { summary: 'draw a time-sequence graph (SVG, PNG when a converter exists) of a flow in a pcap', help: GRAPH_HELP, run: runGraph },
 };
