@@ -7,7 +7,7 @@
  *
  *  [HostStack]=ChimneyLink=IPC=[target service]=(impair)=TAP fd ... TAP netdev 10.77.0.1 (ns k, Linux)
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -91,6 +91,9 @@ export async function startPcap(rig: HostRig, filter: string): Promise<{ stop():
       const m = /(\d+) packets? dropped by kernel/.exec(dump.stderr);
       if (!m) throw new Error(`tcpdump did not report its statistics:\n${dump.stderr}`);
       if (Number(m[1]) !== 0) throw new Error(`tcpdump dropped ${m[1]} packets: the capture is incomplete`);
+      // For debugging a failure: OFFLOAD_KEEP_PCAP_DIR=/some/dir keeps a copy of every capture.
+      const keep = process.env.OFFLOAD_KEEP_PCAP_DIR;
+      if (keep) copyFileSync(file, join(keep, `${rig.lab.uniqueName('keep')}.pcap`));
       return analyzePcap(file);
     },
   };

@@ -1,0 +1,184 @@
+/**
+ * Issue 5: a transfer each way between the host stack and Linux kernel TCP while the connection is
+ * terminated and offloaded again every 100 ms (the target service on a TAP, the host over IPC).
+ * Checked: SHA-256 equal on both ends, no stream gap and no RST from our side in an independent
+ * tcpdump capture, Linux resets only after both FINs (like host-tap.test.ts: a late duplicate ACK
+ * of ours may meet its closed socket), many hand-overs each way.
+ *
+ * Known bug, pinned by an `it.fails` below: on a loss-free path the hand-overs are NOT invisible.
+ * Segments that reach the host while an initiate runs are held and never forwarded to the target
+ * (spec 2.6 says forward them after the initiate completes), so the target has a hole and Linux
+ * retransmits it. Turn that `it.fails` into `it` once the host forwards them.
+ */
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { verdict } from '../../src/capture/index.js';
+import { labAvailable } from '../../src/lab/availability.js';
+import { loadTapAddon } from '../../src/link/tap.js';
+import type { FlowAnalysis } from '../../src/capture/index.js';
+import type { TcpSocket } from '../../src/host/socket.js';
+import type { WallImpairment } from '../support/host-impair.js';
+import { Collector, sha256, writeAll } from '../support/host-sim.js';
+import { Peer, STACK_IP, until } from '../support/host-lab.js';
+import { buildOffloadRig, startPcap, type OffloadRig } from '../support/offload-lab.js';
+
+function skipReason(): string {
+  const lab = labAvailable(['ip', 'tcpdump']);
+  if (!lab.ok) return lab.reason;
+  try {
+    loadTapAddon();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  return '';
+}
+const reason = skipReason();
+if (reason) console.warn(`skipping terminate/re-offload interop tests: ${reason}`);
+
+const MB = 1024 * 1024;
+const envMb = (name: string): number => Number(process.env[name] ?? 0) * MB;
+
+interface Toggler {
+  stop(): Promise<void>;
+  readonly terminates: number;
+  readonly offloads: number;
+  readonly errors: string[];
+}
+
+/** Alternates terminateOffload() / offload() every `periodMs`, one operation at a time. */
+function toggleEvery(sock: TcpSocket, periodMs: number): Toggler {
+  let running = true;
+  const t = { terminates: 0, offloads: 0, errors: [] as string[] };
+  const loop = (async (): Promise<void> => {
+    while (running) {
+      await new Promise((r) => setTimeout(r, periodMs));
+      if (!running || sock.destroyed) break;
+      const dbg = process.env.OFFLOAD_DEBUG ? (what: string): void => console.info(`${(Date.now() / 1000).toFixed(6)} ${what}`) : undefined;
+      try {
+        dbg?.(sock.offloaded ? 'terminate start' : 'offload start');
+        if (sock.offloaded) {
+          await sock.terminateOffload();
+          t.terminates++;
+        } else {
+          await sock.offload();
+          t.offloads++;
+        }
+        dbg?.('done');
+      } catch (e) {
+        // Near the end the connection may leave the offloadable states: that stops the toggling.
+        if (sock.destroyed || !running) break;
+        if (/not offloadable in state|closed or not driven/.test((e as Error).message)) break;
+        t.errors.push((e as Error).message);
+      }
+    }
+  })();
+  return {
+    get terminates() { return t.terminates; },
+    get offloads() { return t.offloads; },
+    get errors() { return t.errors; },
+    async stop() { running = false; await loop; },
+  };
+}
+
+async function cycleTransfer(rig: OffloadRig, port: number, bytes: number): Promise<{ toggler: Toggler; secs: number }> {
+  const peer = await Peer.start(rig, { role: 'server', port, send: bytes, close: 'after-peer-end' });
+  const up = randomBytes(bytes);
+  const sock = rig.stack.connect({ host: rig.peerIp, port });
+  const c = new Collector(sock);
+  const t0 = Date.now();
+  await until(() => sock.offloaded || c.closed, 10_000, 'first offload');
+  void writeAll(sock, up);
+  const toggler = toggleEvery(sock, 100);
+  let report;
+  try {
+    [report] = await Promise.all([peer.done(50_000), until(() => c.closed, 50_000, 'stack socket closed')]);
+  } finally {
+    await toggler.stop();
+  }
+  const secs = (Date.now() - t0) / 1000;
+  expect(c.error).toBeUndefined();
+  expect(report.error).toBeUndefined();
+  expect(report.recvBytes).toBe(bytes);
+  expect(report.recvSha).toBe(sha256(up));
+  expect(c.bytes).toBe(bytes);
+  expect(c.digest()).toBe(report.sentSha);
+  return { toggler, secs };
+}
+
+interface Outcome {
+  analysis: FlowAnalysis;
+  toggler: Toggler;
+}
+
+/** No RST from us; an RST from Linux only once both FINs are on the wire (its socket is gone). */
+function expectNoEarlyReset(a: FlowAnalysis, ourIp: string): void {
+  const conn = a.connections[0]!;
+  const ours = [conn.ab, conn.ba].find((d) => d.from.startsWith(`${ourIp}:`))!;
+  const theirs = ours === conn.ab ? conn.ba : conn.ab;
+  expect(ours.rst).toBeUndefined();
+  if (theirs.rst) {
+    expect(ours.fin).toBeDefined();
+    expect(theirs.fin).toBeDefined();
+    expect(theirs.rst.firstMs).toBeGreaterThanOrEqual(Math.max(ours.fin!.firstMs, theirs.fin!.firstMs));
+  }
+}
+
+describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during transfers against Linux TCP (issue 5)', () => {
+  let rig: OffloadRig | undefined;
+  const outcomes = new Map<string, Outcome>();
+
+  afterEach(async () => {
+    await rig?.lab.teardown();
+    rig = undefined;
+  });
+
+  const cases: Array<{ name: string; bytes: number; impair: WallImpairment | undefined }> = [
+    // 32 MB takes ~6 s alone. Under loss every hand-over costs Linux a burst of retransmissions
+    // (the bug above): 4 MB takes 12-22 s there, which keeps the file well under a minute.
+    { name: 'loss-free path', bytes: envMb('TERMINATE_INTEROP_CLEAN_MB') || 32 * MB, impair: undefined },
+    { name: '2 % loss and reordering', bytes: envMb('TERMINATE_INTEROP_LOSS_MB') || 4 * MB, impair: { delayMs: 1, lossPct: 2, reorderPct: 2, seed: 'issue5' } },
+  ];
+
+  for (const { name, bytes, impair } of cases) {
+    it(`spec 6 / issue 5, ${name}: ${bytes / MB} MB each way, terminate/offload alternately every 100 ms: SHA-256 equal on both ends, capture without stream gap, no RST before both FINs`, async () => {
+      rig = await buildOffloadRig({ policy: 'after-handshake', impair });
+      const port = impair ? 5202 : 5201;
+      const cap = await startPcap(rig, `tcp port ${port}`);
+      const { toggler, secs } = await cycleTransfer(rig, port, bytes);
+      const analysis = await cap.stop();
+      const st = rig.service.status();
+      const v = verdict(analysis);
+      const rtx = analysis.connections.map((k) => [k.ab, k.ba].map((d) => `${d.from}->${d.to} rtx ${d.retransmissions.segments}, rst ${d.rst?.count ?? 0}`).join(', '));
+      console.info(`issue 5 (${name}): ${bytes / MB} MB each way in ${secs.toFixed(1)} s; ${toggler.terminates} terminates, ${toggler.offloads} re-offloads, errors ${JSON.stringify(toggler.errors)}; ` +
+        `host offload ${JSON.stringify(rig.stack.offload!.stats)}; core ${JSON.stringify(st.counters.core)}; capture ${rtx.join('; ')}; notes: ${v.notes.join(' | ') || 'none'}` +
+        (rig.impaired ? `; impair out ${JSON.stringify(rig.impaired.out.stats)} in ${JSON.stringify(rig.impaired.in.stats)}` : ''));
+      outcomes.set(name, { analysis, toggler });
+      expect(toggler.errors).toEqual([]);
+      // At 100 ms the transfer saw many hand-overs each way.
+      expect(toggler.terminates).toBeGreaterThanOrEqual(5);
+      expect(toggler.offloads).toBeGreaterThanOrEqual(5);
+      expect(st.counters.core.framesOffloaded).toBeGreaterThan(0);
+      expect(v.problems).toEqual([]);
+      expect(analysis.connections).toHaveLength(1);
+      const conn = analysis.connections[0]!;
+      for (const d of [conn.ab, conn.ba]) {
+        expect(d.gaps.streamBytes).toBe(0);
+        expect(d.fin).toBeDefined();
+      }
+      expectNoEarlyReset(analysis, STACK_IP);
+      if (rig.impaired) expect(rig.impaired.out.stats.dropped + rig.impaired.in.stats.dropped).toBeGreaterThan(0);
+    }, 60_000);
+  }
+
+  // KNOWN BUG (see the header): held segments are not forwarded after an initiate, so Linux
+  // retransmits on a loss-free path. Expected to fail until fixed; then make it a plain `it`.
+  it.fails('spec 2.6 / issue 5, loss-free path: the hand-overs cause no retransmission in either direction and no RST at all', () => {
+    const o = outcomes.get('loss-free path');
+    if (o === undefined) return; // the transfer above failed: passing here makes it.fails report it
+    const conn = o.analysis.connections[0]!;
+    for (const d of [conn.ab, conn.ba]) {
+      expect(d.retransmissions.segments).toBe(0);
+      expect(d.rst).toBeUndefined();
+    }
+  });
+});
