@@ -466,6 +466,11 @@ export class TcpConnection {
   // ---------------------------------------------------------------------------------------------
   // Segment arrival (RFC 9293 3.10.7)
 
+  /**
+   * A segment for this connection. The engine keeps no reference to `seg`, its options or its
+   * payload after returning (it copies what it keeps), so the caller may pass views into a reused
+   * receive buffer.
+   */
   input(seg: TcpSegment, now: number): void {
     this.now = now;
     this.stats.segmentsIn++;
