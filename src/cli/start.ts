@@ -429,7 +429,9 @@ export async function runStart(args: string[], io: CliIo): Promise<number> {
   const analysis = await analyzePcap(pcapPath);
   const v: Verdict = verdict(analysis, { failOnRst: false });
   const lines: string[] = [];
-  let ok = v.ok && captureNotes.length === 0;
+  // A capture that missed packets (tcpdump drops on a busy machine) is reported, not failed: the
+  // digests still judge the stack, and the verdict judges what was captured.
+  let ok = v.ok;
   const report: Record<string, unknown>[] = [];
   for (const r of results) {
     const digestOk = r.sentSha256 === r.receivedSha256 && r.receivedBytes === r.bytes;
