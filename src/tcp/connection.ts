@@ -15,7 +15,7 @@ import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from '../wire/seq
 import { ByteQueue } from './byte-queue.js';
 import { createCongestionControl } from './cc/index.js';
 import type { CongestionControl } from './cc/congestion-control.js';
-import { effectiveSendMss, negotiate, synOptions, TS_OPTION_BYTES } from './negotiation.js';
+import { effectiveSendMss, negotiate, synOptions, TS_OPTION_BYTES, type Negotiated } from './negotiation.js';
 import { ReassemblyQueue } from './reassembly.js';
 import { RtoEstimator } from './rto.js';
 import { SackScoreboard } from './sack-scoreboard.js';
@@ -252,7 +252,11 @@ export class TcpConnection {
   }
 
   private applyNegotiation(peer: TcpOptions): void {
-    const n = negotiate(this.config, peer);
+    this.applyOptions(negotiate(this.config, peer));
+  }
+
+  /** Take on the options both ends use (from a SYN exchange or an imported CONST state). */
+  private applyOptions(n: Negotiated): void {
     this.wsEnabled = n.windowScaling;
     this.sndWscale = n.sndWindScale;
     this.rcvWscale = n.rcvWindScale;
@@ -1470,15 +1474,10 @@ export class TcpConnection {
     if (problem) throw new Error(`cannot import TCP state: ${problem}`);
     const now = o.now;
     c._state = d.state;
-    c.wsEnabled = k.windowScaling;
-    c.sndWscale = k.sndWindScale;
-    c.rcvWscale = k.rcvWindScale;
-    c.tsEnabled = k.timestamps;
-    c.sackEnabled = k.sack;
-    c.remoteMss = k.remoteMss;
-    c.sndMss = effectiveSendMss(c.config, k.remoteMss, k.timestamps);
-    c.rcvMss = c.config.mss - (k.timestamps ? TS_OPTION_BYTES : 0);
-    c.cc = c.newCc(c.sndMss);
+    c.applyOptions({
+      windowScaling: k.windowScaling, sndWindScale: k.sndWindScale, rcvWindScale: k.rcvWindScale,
+      timestamps: k.timestamps, sack: k.sack, remoteMss: k.remoteMss,
+    });
     c.cc.cwnd = Math.max(d.cwnd, c.sndMss);
     c.cc.ssthresh = d.ssthresh;
     c._rcvNxt = d.rcvNxt;
