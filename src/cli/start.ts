@@ -396,7 +396,13 @@ export async function runStart(args: string[], io: CliIo): Promise<number> {
   mkdirSync(runDir, { recursive: true });
   const pcapPath = join(runDir, 'wire.pcap');
   const tty = process.stdout.isTTY === true;
-  const progress = (text: string): void => { if (tty) process.stdout.write(`\r\x1b[K${text}`); };
+  let shownAt = 0;
+  const progress = (text: string): void => {
+    // At most ten updates a second: a redraw per 64 KiB chunk would cost more than the transfer.
+    if (!tty || Date.now() - shownAt < 100) return;
+    shownAt = Date.now();
+    process.stdout.write(`\r\x1b[K${text}`);
+  };
   // At least 60 s, else 1 MiB/s: generous for a loaded 2-core machine.
   const timeoutMs = Math.max(60_000, (bytes / 2 ** 20) * 1000);
 
