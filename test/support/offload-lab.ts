@@ -29,6 +29,8 @@ export interface OffloadRig extends HostRig {
   service: TargetService;
   client: IpcClient;
   chimney: ChimneyLink;
+  /** Host -> target messages by type (e.g. how many TcpForward the host sent). */
+  sentToTarget: Map<string, number>;
   /** The impairment between the target and its TAP, when asked for. */
   impaired: WallImpairedLink | undefined;
 }
@@ -59,7 +61,16 @@ export async function buildOffloadRig(opts: OffloadRigOptions): Promise<OffloadR
     lab.onTeardown(async () => { await service.shutdown({ graceMs: 1000 }); });
     const client = await IpcClient.connect(service.socketPath, { software: 'offload-interop-host' });
     lab.onTeardown(() => client.close());
-    const chimney = ChimneyLink.overIpc(client);
+    // ChimneyLink.overIpc, with a count of what the host sends.
+    const sentToTarget = new Map<string, number>();
+    const chimney = new ChimneyLink({
+      send: (m) => {
+        sentToTarget.set(m.type, (sentToTarget.get(m.type) ?? 0) + 1);
+        client.send(m);
+      },
+    });
+    client.on((m) => chimney.onTargetMessage(m));
+    client.onClose((reason) => chimney.bindingClosed(reason));
     const scheduler = new WallClockScheduler();
     lab.onTeardown(() => scheduler.close());
     const stack = new HostStack({
@@ -68,7 +79,7 @@ export async function buildOffloadRig(opts: OffloadRigOptions): Promise<OffloadR
     });
     // Hooks run last-registered first: stack, scheduler, IPC client, service, impairment, TAP.
     lab.onTeardown(() => stack.close());
-    return { lab, peerNs: ns, peerIp: TAP_KERNEL_IP, peerDev: tap.name, link: tap, stackLink: chimney, scheduler, stack, service, client, chimney, impaired };
+    return { lab, peerNs: ns, peerIp: TAP_KERNEL_IP, peerDev: tap.name, link: tap, stackLink: chimney, scheduler, stack, service, client, chimney, sentToTarget, impaired };
   } catch (err) {
     await lab.teardown().catch(() => undefined);
     throw err;
