@@ -138,4 +138,24 @@ describe.skipIf(!isRoot())('chimney target + chimney host on a real TAP (root)',
     const cap = await readPcap(join(dir, 't.pcap'));
     expect(cap.linktype).toBe(1);
   }, 30_000);
+
+  it('the host exits 1 and says so when the target stops under it', async () => {
+    const tap = `cht${randomBytes(4).toString('hex')}`;
+    const sock = join(dir, 'target2.sock');
+    const t = capture();
+    const ts = stopper();
+    const target = runTarget(['--tap', tap, '--socket', sock, '--log-level', 'silent'], t.io, ts.stop);
+    const h = capture();
+    try {
+      await until(() => t.out.some((l) => l.includes('waiting for a host')), 'the target to listen');
+      const host = runHost(['--socket', sock, '--ip', '10.99.0.2/24', '--log-level', 'silent'], h.io, new Promise(() => undefined));
+      await until(() => h.out.some((l) => l.includes('bound to the target')), `the host to bind (${h.err.join(' ')})`);
+      ts.fire();
+      expect(await host).toBe(1);
+    } finally {
+      ts.fire();
+    }
+    expect(await target).toBe(0);
+    expect(h.err.join('\n')).toContain('chimney host: the target closed the binding');
+  }, 30_000);
 });
