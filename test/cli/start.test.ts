@@ -26,6 +26,7 @@ async function run(args: string[]): Promise<{ code: number; out: string; err: st
 interface Report {
   mode: string;
   ok: boolean;
+  captureNotes: string[];
   transfers: Array<{ direction: string; bytes: number; sentSha256: string; receivedSha256: string; handovers: number; localPort: number }>;
 }
 
@@ -49,9 +50,16 @@ async function checkResults(out: string, bytes: number, mode: string): Promise<v
     const conn = analysis.connections.find((c) => c.a.endsWith(`:${t.localPort}`));
     expect(conn, `connection from host port ${t.localPort}`).toBeDefined();
     const data = t.direction === 'upload' ? conn!.ab : conn!.ba;
-    // The wire carried exactly the bytes both ends hashed.
-    expect(data.content.bytes).toBe(bytes);
-    expect(data.content.sha256).toBe(t.sentSha256);
+    // The wire carried exactly the bytes both ends hashed. tcpdump on a loaded machine may drop
+    // packets (the run reports it): only then may the stream digest be unavailable.
+    if (data.content.sha256 === undefined) {
+      const dropped = report.captureNotes.some((n) => n.includes('tcpdump dropped'));
+      console.log(`${t.direction}: stream digest unavailable (${data.content.unavailable}); run notes: ${report.captureNotes.join('; ')}`);
+      expect(mode === 'namespace' && dropped, 'a stream digest may be missing only from a capture tcpdump reported incomplete').toBe(true);
+    } else {
+      expect(data.content.bytes).toBe(bytes);
+      expect(data.content.sha256).toBe(t.sentSha256);
+    }
     const svg = readFileSync(join(runDir, `${t.direction}.svg`), 'utf8');
     expect(svg.startsWith('<svg') || svg.startsWith('<?xml')).toBe(true);
     expect(svg).toContain('</svg>');
