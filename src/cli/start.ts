@@ -20,6 +20,7 @@ import type { HostStack } from '../host/stack.js';
 import type { TcpSocket } from '../host/socket.js';
 import { labAvailable } from '../lab/availability.js';
 import { Lab } from '../lab/lab.js';
+import { registerForCleanup, unregisterForCleanup } from '../lab/cleanup.js';
 import type { LabProcess } from '../lab/process.js';
 import { withCapture } from '../link/capture-link.js';
 import { ForwardingLink, type Link } from '../link/link.js';
@@ -192,7 +193,13 @@ async function simTopology(pcapPath: string, sourceBytes: number, log: Logger): 
   const targetLink = withCapture(new PumpedLink(a, sim), new PcapWriter(sink, 'ethernet'), () => Date.now());
   const dir = mkdtempSync(join(tmpdir(), 'chimney-start-'));
   const cleanups: Array<() => unknown> = [() => rmSync(dir, { recursive: true, force: true })];
-  const close = async (): Promise<void> => { for (const c of cleanups.splice(0).reverse()) await c(); };
+  // Ctrl-C: nothing outside this process but the socket's directory to remove.
+  const guard = { teardown: () => close(), teardownSync: () => rmSync(dir, { recursive: true, force: true }) };
+  registerForCleanup(guard);
+  const close = async (): Promise<void> => {
+    for (const c of cleanups.splice(0).reverse()) await c();
+    unregisterForCleanup(guard);
+  };
   try {
     const service = await startTargetService({ link: targetLink, socketPath: join(dir, 'target.sock'), logger: log.child({ component: 'target' }), interfaceMac: mac(DEFAULT_HOST_MAC) });
     cleanups.push(() => service.shutdown({ graceMs: 1000 }));

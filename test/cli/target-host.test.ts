@@ -12,6 +12,7 @@ import { main } from '../../src/cli/main.js';
 import { runTarget } from '../../src/cli/target.js';
 import { runHost, parseCidr, parseOffloadPolicy } from '../../src/cli/host.js';
 import { isRoot } from '../../src/lab/availability.js';
+import { cliLogger, prettyLine } from '../../src/cli/log.js';
 import { ipv4 } from '../../src/wire/addresses.js';
 import { readPcap } from '../../src/capture/pcap-reader.js';
 
@@ -71,6 +72,20 @@ describe('chimney target', () => {
     const c = capture();
     expect(await main(['target', '--tap', 'x', '--socket', join(dir, 's'), '--log-level', 'loud'], c.io)).toBe(2);
     expect(c.err.join('\n')).toContain('--log-level must be one of fatal, error, warn, info, debug, trace, silent');
+  });
+});
+
+describe('CLI logs (pino)', () => {
+  it('JSON lines when not pretty, readable lines when pretty, level respected', () => {
+    const json: string[] = [];
+    const log = cliLogger({ name: 'chimney-test', level: 'info', pretty: false, write: (l) => json.push(l) });
+    log.debug('hidden');
+    log.info({ socket: '/tmp/x.sock', n: 3 }, 'target listening');
+    expect(json).toHaveLength(1);
+    const o = JSON.parse(json[0]) as Record<string, unknown>;
+    expect([o.level, o.name, o.msg, o.socket, o.n]).toEqual([30, 'chimney-test', 'target listening', '/tmp/x.sock', 3]);
+    const line = prettyLine(JSON.stringify({ level: 40, time: Date.UTC(2026, 0, 2, 3, 4, 5, 6), name: 'chimney', msg: 'host gone', aborted: 1, pid: 7 }));
+    expect(line).toBe('03:04:05.006 WARN  chimney: host gone aborted=1');
   });
 });
 
