@@ -12,6 +12,9 @@ import { main } from '../../src/cli/main.js';
 import { parseSize } from '../../src/cli/start.js';
 import { analyzePcap, verdict } from '../../src/capture/flow-analysis.js';
 import { labAvailable } from '../../src/lab/availability.js';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { tsNodeArgs } from '../../src/lab/ts-child.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'chimney-start-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -107,4 +110,31 @@ describe('chimney start (npm start)', () => {
     expect(readdirSync(join(dir, 'ns'))).toHaveLength(1);
     expect(existsSync(join(dir, 'ns'))).toBe(true);
   }, 90_000);
+
+  it.skipIf(!avail.ok)('issue 6: Ctrl-C (SIGINT) during a namespace lab run removes the namespace, the TAP and the peer', async () => {
+    const main = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+    const child = spawn(process.execPath, [...tsNodeArgs(), main, 'start', '--bytes', '2G', '--results', join(dir, 'int')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });
+    child.stderr.resume();
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
+    try {
+      const deadline = Date.now() + 30_000;
+      while (!/built namespace lab ch[0-9a-f]+/.test(out)) {
+        if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the lab was not built: ${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const id = /built namespace lab (ch[0-9a-f]+)/.exec(out)![1];
+      expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).toContain(`${id}-peer`);
+      await new Promise((r) => setTimeout(r, 500)); // mid-transfer
+      child.kill('SIGINT');
+      const e = await exited;
+      expect(e.signal === 'SIGINT' || e.code !== 0, `exit ${JSON.stringify(e)}`).toBe(true);
+      expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).not.toContain(id);
+      expect(execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' })).not.toContain(id);
+      expect(execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })).not.toMatch(new RegExp(`tcpdump -i ${id}`));
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  }, 60_000);
 });
