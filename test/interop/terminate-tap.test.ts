@@ -93,7 +93,7 @@ async function cycleTransfer(rig: OffloadRig, port: number, bytes: number): Prom
   const toggler = toggleEvery(sock, 100);
   let report;
   try {
-    [report] = await Promise.all([peer.done(50_000), until(() => c.closed, 50_000, 'stack socket closed')]);
+    [report] = await Promise.all([peer.done(120_000), until(() => c.closed, 120_000, 'stack socket closed')]);
   } finally {
     await toggler.stop();
   }
@@ -136,9 +136,10 @@ describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during tra
 
   const cases: Array<{ name: string; bytes: number; impair: WallImpairment | undefined }> = [
     // 32 MB takes ~6 s alone. Under loss every hand-over costs Linux a burst of retransmissions
-    // (the bug above): 4 MB takes 12-22 s there, which keeps the file well under a minute.
+    // (the bug above): 4 MB took 12-22 s alone but over 50 s in a loaded CI run, so CI uses 1 MB
+    // (TERMINATE_INTEROP_LOSS_MB=4 for more).
     { name: 'loss-free path', bytes: envMb('TERMINATE_INTEROP_CLEAN_MB') || 32 * MB, impair: undefined },
-    { name: '2 % loss and reordering', bytes: envMb('TERMINATE_INTEROP_LOSS_MB') || 4 * MB, impair: { delayMs: 1, lossPct: 2, reorderPct: 2, seed: 'issue5' } },
+    { name: '2 % loss and reordering', bytes: envMb('TERMINATE_INTEROP_LOSS_MB') || 1 * MB, impair: { delayMs: 1, lossPct: 2, reorderPct: 2, seed: 'issue5' } },
   ];
 
   for (const { name, bytes, impair } of cases) {
@@ -169,7 +170,7 @@ describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during tra
       }
       expectNoEarlyReset(analysis, STACK_IP);
       if (rig.impaired) expect(rig.impaired.out.stats.dropped + rig.impaired.in.stats.dropped).toBeGreaterThan(0);
-    }, 60_000);
+    }, 150_000);
   }
 
   // KNOWN BUG (see the header): held segments are not forwarded after an initiate, so Linux
