@@ -10,24 +10,14 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { labAvailable, netemAvailable } from '../../src/lab/availability.js';
-import { loadTapAddon } from '../../src/link/tap.js';
+import { netemAvailable } from '../../src/lab/availability.js';
+import { tapLabSkipReason } from '../support/tap-lab-available.js';
 import { Collector, sha256, writeAll } from '../support/host-sim.js';
 import { buildRig, impairBothWays, Peer, STACK_IP, TAP_KERNEL_IP, until, type HostRig } from '../support/host-lab.js';
 import { ipv4 } from '../../src/wire/addresses.js';
 import { WallImpairedLink } from '../support/host-impair.js';
 
-function skipReason(): string {
-  const lab = labAvailable(['ip', 'tc']);
-  if (!lab.ok) return lab.reason;
-  try {
-    loadTapAddon();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return '';
-}
-const reason = skipReason();
+const reason = tapLabSkipReason(['ip', 'tc']);
 if (reason) console.warn(`skipping host impairment interop tests: ${reason}`);
 const netem = reason === '' ? await netemAvailable() : false;
 if (reason === '' && !netem) {

@@ -8,23 +8,13 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verdict } from '../../src/capture/index.js';
-import { labAvailable, netemAvailable } from '../../src/lab/availability.js';
-import { loadTapAddon } from '../../src/link/tap.js';
+import { netemAvailable } from '../../src/lab/availability.js';
+import { tapLabSkipReason } from '../support/tap-lab-available.js';
 import { Collector, sha256, writeAll } from '../support/host-sim.js';
 import { Peer, until } from '../support/host-lab.js';
 import { buildOffloadRig, startPcap, type OffloadRig } from '../support/offload-lab.js';
 
-function skipReason(): string {
-  const lab = labAvailable(['ip', 'tcpdump']);
-  if (!lab.ok) return lab.reason;
-  try {
-    loadTapAddon();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return '';
-}
-const reason = skipReason();
+const reason = tapLabSkipReason(['ip', 'tcpdump']);
 if (reason) console.warn(`skipping offload interop tests: ${reason}`);
 if (reason === '') {
   // The impairment sits between the target and its TAP, inside this process, whatever the kernel:

@@ -15,8 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verdict } from '../../src/capture/index.js';
-import { labAvailable } from '../../src/lab/availability.js';
-import { loadTapAddon } from '../../src/link/tap.js';
+import { tapLabSkipReason } from '../support/tap-lab-available.js';
 import type { FlowAnalysis } from '../../src/capture/index.js';
 import type { TcpSocket } from '../../src/host/socket.js';
 import type { WallImpairment } from '../support/host-impair.js';
@@ -24,17 +23,7 @@ import { Collector, sha256, writeAll } from '../support/host-sim.js';
 import { Peer, STACK_IP, until } from '../support/host-lab.js';
 import { buildOffloadRig, startPcap, type OffloadRig } from '../support/offload-lab.js';
 
-function skipReason(): string {
-  const lab = labAvailable(['ip', 'tcpdump']);
-  if (!lab.ok) return lab.reason;
-  try {
-    loadTapAddon();
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return '';
-}
-const reason = skipReason();
+const reason = tapLabSkipReason(['ip', 'tcpdump']);
 if (reason) console.warn(`skipping terminate/re-offload interop tests: ${reason}`);
 
 const MB = 1024 * 1024;
