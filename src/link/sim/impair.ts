@@ -22,6 +22,18 @@ abstract class LinkWrapper<S> extends ForwardingLink {
     super(inner);
   }
 
+  /** A closed wrapper drops what is still sent through it (and counts it); the rest is `pass`. */
+  send(frames: readonly Uint8Array[]): void {
+    if (this.closed) {
+      this.counters.dropsOut += frames.length;
+      return;
+    }
+    this.pass(frames);
+  }
+
+  /** What the impairment does with frames sent through an open wrapper. */
+  protected abstract pass(frames: readonly Uint8Array[]): void;
+
   override close(): Promise<void> {
     this.closed = true;
     return super.close();
@@ -53,11 +65,7 @@ class LossLink extends LinkWrapper<LossStats> {
     super(inner, { passed: 0, dropped: 0 });
   }
 
-  send(frames: readonly Uint8Array[]): void {
-    if (this.closed) {
-      this.counters.dropsOut += frames.length;
-      return;
-    }
+  protected pass(frames: readonly Uint8Array[]): void {
     const out: Uint8Array[] = [];
     for (const f of frames) {
       if (this.rng.chance(this.p)) {
@@ -94,11 +102,7 @@ class DuplicationLink extends LinkWrapper<DuplicationStats> {
     super(inner, { passed: 0, duplicated: 0 });
   }
 
-  send(frames: readonly Uint8Array[]): void {
-    if (this.closed) {
-      this.counters.dropsOut += frames.length;
-      return;
-    }
+  protected pass(frames: readonly Uint8Array[]): void {
     const out: Uint8Array[] = [];
     for (const f of frames) {
       out.push(f);
@@ -149,11 +153,7 @@ class ReorderLink extends LinkWrapper<ReorderStats> {
     super(inner, { passed: 0, reordered: 0 });
   }
 
-  send(frames: readonly Uint8Array[]): void {
-    if (this.closed) {
-      this.counters.dropsOut += frames.length;
-      return;
-    }
+  protected pass(frames: readonly Uint8Array[]): void {
     const out: Uint8Array[] = [];
     for (const f of frames) {
       if (this.rng.chance(this.opts.p)) {
@@ -219,11 +219,7 @@ class DelayLink extends LinkWrapper<DelayStats> {
     this.fifo = !opts.allowReorder;
   }
 
-  send(frames: readonly Uint8Array[]): void {
-    if (this.closed) {
-      this.counters.dropsOut += frames.length;
-      return;
-    }
+  protected pass(frames: readonly Uint8Array[]): void {
     const now = this.sim.now;
     // Consecutive frames leaving at the same time travel as one batch (one event).
     let batch: Uint8Array[] | undefined;
@@ -296,11 +292,7 @@ class RateLimitLink extends LinkWrapper<RateLimitStats> {
     this.msPerByte = 8000 / bitsPerSecond;
   }
 
-  send(frames: readonly Uint8Array[]): void {
-    if (this.closed) {
-      this.counters.dropsOut += frames.length;
-      return;
-    }
+  protected pass(frames: readonly Uint8Array[]): void {
     const s = this.stats;
     for (const f of frames) {
       if (s.queued >= this.queueFrames) {
@@ -360,11 +352,7 @@ class MtuLink extends LinkWrapper<MtuStats> {
     return this.limit;
   }
 
-  send(frames: readonly Uint8Array[]): void {
-    if (this.closed) {
-      this.counters.dropsOut += frames.length;
-      return;
-    }
+  protected pass(frames: readonly Uint8Array[]): void {
     const out: Uint8Array[] = [];
     for (const f of frames) {
       if (f.length > this.maxFrame) {
@@ -477,7 +465,7 @@ class ChainLink extends LinkWrapper<ImpairStats> {
     return this.head.mtu;
   }
 
-  send(frames: readonly Uint8Array[]): void {
+  protected pass(frames: readonly Uint8Array[]): void {
     this.head.send(frames);
   }
 
