@@ -12,12 +12,15 @@ import { HostStack } from '../host/stack.js';
 import type { OffloadPolicy } from '../host/offload.js';
 import { WallClockScheduler } from '../link/scheduler.js';
 import { ipv4, mac as parseMac } from '../wire/addresses.js';
+import { Forwarders, HandoverCycle, parseExpose, parseForward, type ExposeSpec, type ForwardSpec } from '../host/forwarder.js';
 import { parseArgs, type CliIo } from './io.js';
 import { cliLogger, isLogLevel, LOG_LEVELS } from './log.js';
 import type { StopSignal } from './target.js';
 
 export const HOST_HELP = `usage: chimney host --socket PATH --ip A.B.C.D/N [--gateway G] [--mac MAC]
                     [--offload never|after-handshake|bytes:N|manual] [--log-level LEVEL]
+                    [--forward LOCAL_ADDR:PORT=REMOTE_ADDR:PORT]... [--expose STACK_PORT=LOCAL_ADDR:PORT]...
+                    [--handover-every MS]
 
 Runs the userspace host stack bound to the target listening on the Unix socket PATH (start
 \`chimney target\` first). The stack owns address A.B.C.D/N on the target's wire (ARP, ICMP echo,
@@ -31,8 +34,23 @@ TCP handshakes) and hands established connections to the target according to --o
   --mac       the stack's MAC address (default 02:c4:00:00:00:01)
   --log-level ${LOG_LEVELS.join('|')} (default info); logs go to stderr
 
+Forwarders let unmodified programs use the stack's (offloaded) connections (repeatable):
+  --forward LOCAL_ADDR:PORT=REMOTE_ADDR:PORT
+              a kernel listener on LOCAL_ADDR:PORT in this process's namespace (port 0: any free
+              port, printed); each connection is relayed over a stack connection to REMOTE
+              e.g. --forward 127.0.0.1:8080=10.77.0.1:80, then curl http://127.0.0.1:8080/
+  --expose STACK_PORT=LOCAL_ADDR:PORT
+              a stack listener on STACK_PORT; each connection from the wire is relayed to a
+              kernel connection to the local server LOCAL_ADDR:PORT
+  --handover-every MS
+              every MS milliseconds, terminate each offloaded relayed connection (the host takes
+              it back) and offload it again: hand-overs under a real program's transfer
+Relays pass data both ways with backpressure, a FIN as a FIN, an error on one side as a reset of
+the other; on exit the host prints how many connections it relayed and how many hand-overs ran.
+
 Runs until SIGTERM/SIGINT (exit 0) or until the target closes the binding (exit 1).
-Exit codes: 0 stopped by a signal; 1 the target went away; 2 usage error; 3 cannot connect.`;
+Exit codes: 0 stopped by a signal; 1 the target went away; 2 usage error; 3 cannot connect
+(or a forwarder cannot listen).`;
 
 export const DEFAULT_HOST_MAC = '02:c4:00:00:00:01';
 
@@ -96,7 +114,8 @@ export async function connectHost(o: HostOptions): Promise<RunningHost> {
 }
 
 export async function runHost(args: string[], io: CliIo, stop?: StopSignal): Promise<number> {
-  const p = parseArgs(args, { values: ['socket', 'ip', 'gateway', 'mac', 'offload', 'log-level'], flags: [] });
+  const p = parseArgs(args, { values: ['socket', 'ip', 'gateway', 'mac', 'offload', 'log-level', 'forward', 'expose', 'handover-every'], flags: [] });
+  const relays = parseRelayOptions(p.lists);
   const socket = p.values.get('socket');
   const cidr = parseCidr(p.values.get('ip') ?? '');
   const gw = p.values.get('gateway');
@@ -106,8 +125,8 @@ export async function runHost(args: string[], io: CliIo, stop?: StopSignal): Pro
     : !p.values.has('ip') ? '--ip is required' : !cidr ? `--ip must be A.B.C.D/N, not '${p.values.get('ip')}'`
       : gw !== undefined && !parseCidr(`${gw}/32`) ? `--gateway must be an IPv4 address, not '${gw}'`
         : !policy ? '--offload must be never, after-handshake, bytes:N or manual'
-          : !isLogLevel(level) ? `--log-level must be one of ${LOG_LEVELS.join(', ')}` : undefined);
-  if (problem || !socket || !cidr || !policy || !isLogLevel(level)) {
+          : !isLogLevel(level) ? `--log-level must be one of ${LOG_LEVELS.join(', ')}` : typeof relays === 'string' ? relays : undefined);
+  if (problem || !socket || !cidr || !policy || !isLogLevel(level) || typeof relays === 'string') {
     io.err(`chimney host: ${problem}\n\n${HOST_HELP}`);
     return 2;
   }
@@ -120,12 +139,21 @@ export async function runHost(args: string[], io: CliIo, stop?: StopSignal): Pro
     return 3;
   }
   io.out(`chimney host: ${p.values.get('ip')} bound to the target at ${socket}`);
+  let fw: RunningForwarders;
+  try {
+    fw = await startForwarders(host.stack, relays, logger, io);
+  } catch (e) {
+    await host.close();
+    io.err(`chimney host: ${(e as Error).message}`);
+    return 3;
+  }
   const stopped = stop ?? new Promise<string>((resolve) => {
     const on = (s: NodeJS.Signals): void => { process.off('SIGTERM', on); process.off('SIGINT', on); resolve(s); };
     process.on('SIGTERM', on);
     process.on('SIGINT', on);
   });
   const why = await Promise.race([stopped.then((s) => ({ signal: s })), host.bindingClosed.then((r) => ({ closed: r }))]);
+  await fw.close();
   await host.close();
   if ('closed' in why) {
     io.err(`chimney host: the target closed the binding: ${why.closed}`);
@@ -133,4 +161,69 @@ export async function runHost(args: string[], io: CliIo, stop?: StopSignal): Pro
   }
   io.out('chimney host: stopped');
   return 0;
+}
+
+// ---------------------------------------------------------------------------------------- forwarders
+
+interface RelayOptions {
+  forwards: ForwardSpec[];
+  exposes: ExposeSpec[];
+  handoverEveryMs: number | undefined;
+}
+
+/** `--forward` / `--expose` / `--handover-every` -> specs, or the first problem. */
+export function parseRelayOptions(lists: Map<string, string[]>): RelayOptions | string {
+  const forwards: ForwardSpec[] = [];
+  const exposes: ExposeSpec[] = [];
+  for (const v of lists.get('forward') ?? []) {
+    const f = parseForward(v);
+    if (typeof f === 'string') return f;
+    forwards.push(f);
+  }
+  for (const v of lists.get('expose') ?? []) {
+    const e = parseExpose(v);
+    if (typeof e === 'string') return e;
+    exposes.push(e);
+  }
+  const every = lists.get('handover-every')?.at(-1);
+  if (every !== undefined && !/^[1-9]\d{0,8}$/.test(every)) return `--handover-every must be a number of milliseconds >= 1, not '${every}'`;
+  return { forwards, exposes, handoverEveryMs: every === undefined ? undefined : Number(every) };
+}
+
+interface RunningForwarders {
+  close(): Promise<void>;
+}
+
+async function startForwarders(stack: HostStack, o: RelayOptions, logger: Logger, io: CliIo): Promise<RunningForwarders> {
+  const fw = new Forwarders(stack, logger);
+  try {
+    for (const f of o.forwards) {
+      const bound = await fw.forward(f).catch((e: Error) => {
+        throw new Error(`--forward: cannot listen on ${f.local.address}:${f.local.port}: ${e.message}`);
+      });
+      io.out(`chimney host: forwarding ${bound.address}:${bound.port} -> ${f.remote.address}:${f.remote.port}`);
+    }
+    for (const e of o.exposes) {
+      try {
+        fw.expose(e);
+      } catch (err) {
+        throw new Error(`--expose: cannot listen on stack port ${e.stackPort}: ${(err as Error).message}`);
+      }
+      io.out(`chimney host: exposing stack port ${e.stackPort} -> ${e.local.address}:${e.local.port}`);
+    }
+  } catch (e) {
+    await fw.close();
+    throw e;
+  }
+  const cycle = o.handoverEveryMs !== undefined ? new HandoverCycle(o.handoverEveryMs, fw, logger) : undefined;
+  return {
+    async close(): Promise<void> {
+      cycle?.stop();
+      await fw.close();
+      if (o.forwards.length + o.exposes.length === 0) return;
+      const st = fw.stats;
+      const h = cycle ? `; hand-overs: ${cycle.stats.terminates} terminates, ${cycle.stats.offloads} re-offloads, ${cycle.stats.failures} not completed` : '';
+      io.out(`chimney host: relayed ${st.connections} connection(s), ${st.failed} ended with an error${h}`);
+    },
+  };
 }

@@ -4,10 +4,21 @@ export interface CliIo {
   err(line: string): void;
 }
 
+export interface ParsedArgs {
+  positional: string[];
+  /** The last value of each value option. */
+  values: Map<string, string>;
+  /** Every value of each value option, in order (for repeatable options such as `--forward`). */
+  lists: Map<string, string[]>;
+  flags: Set<string>;
+  problem?: string;
+}
+
 /** Parse `--name value` / `--flag` options; positional arguments in order. */
-export function parseArgs(args: string[], spec: { values: string[]; flags: string[] }): { positional: string[]; values: Map<string, string>; flags: Set<string>; problem?: string } {
+export function parseArgs(args: string[], spec: { values: string[]; flags: string[] }): ParsedArgs {
   const positional: string[] = [];
   const values = new Map<string, string>();
+  const lists = new Map<string, string[]>();
   const flags = new Set<string>();
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
@@ -19,11 +30,14 @@ export function parseArgs(args: string[], spec: { values: string[]; flags: strin
     if (spec.flags.includes(name)) flags.add(name);
     else if (spec.values.includes(name)) {
       const v = args[++i];
-      if (v === undefined) return { positional, values, flags, problem: `option --${name} needs a value` };
+      if (v === undefined) return { positional, values, lists, flags, problem: `option --${name} needs a value` };
       values.set(name, v);
+      const list = lists.get(name);
+      if (list) list.push(v);
+      else lists.set(name, [v]);
     } else {
-      return { positional, values, flags, problem: `unknown option ${a}` };
+      return { positional, values, lists, flags, problem: `unknown option ${a}` };
     }
   }
-  return { positional, values, flags };
+  return { positional, values, lists, flags };
 }
