@@ -4,8 +4,9 @@
  * deadline (`nextDeadline`) come out. No sockets, timers or clocks inside: the caller owns those.
  *
  * RFC 9293 state machine with RFC 5961 protections, RFC 7323 window scaling/timestamps/PAWS,
- * RFC 2018 SACK with RFC 6675 recovery (NewReno RFC 6582 without SACK), RFC 6298 RTO, delayed ACK,
- * Nagle, SWS avoidance, zero-window probing, keepalive, and state export/import in the chimney split.
+ * RFC 2018 SACK with D-SACK reports (RFC 2883) and RFC 6675 recovery (NewReno RFC 6582 without
+ * SACK), RFC 6298 RTO, delayed ACK, Nagle, SWS avoidance, zero-window probing, keepalive, and
+ * state export/import in the chimney split.
  */
 import {
   TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN,
@@ -49,6 +50,8 @@ export interface TcpStats {
   keepaliveProbes: number;
   droppedUnacceptable: number;
   renegings: number;
+  /** ACKs that reported a duplicate segment in a D-SACK block (RFC 2883). */
+  dsacksSent: number;
 }
 
 export interface ConnectOptions {
@@ -143,6 +146,8 @@ export class TcpConnection {
   private tsRecent = 0;
   private tsRecentAt = -Infinity;
   private lastAckSent = 0;
+  /** RFC 2883: the duplicate range of the latest duplicate segment, first block of the next ACK. */
+  private pendingDsack: SackBlock | undefined;
 
   // RTT, congestion control, recovery.
   private readonly rto: RtoEstimator;
@@ -181,7 +186,7 @@ export class TcpConnection {
     segmentsIn: 0, segmentsOut: 0, bytesIn: 0, bytesOut: 0, retransmittedSegments: 0,
     retransmittedBytes: 0, fastRetransmits: 0, timeouts: 0, dupAcksIn: 0, outOfOrderSegments: 0,
     challengeAcks: 0, pawsDrops: 0, windowProbes: 0, keepaliveProbes: 0, droppedUnacceptable: 0,
-    renegings: 0,
+    renegings: 0, dsacksSent: 0,
   };
 
   private constructor(config: Partial<TcpConfig> | undefined, localPort: number, remotePort: number, now: number) {
@@ -559,6 +564,7 @@ export class TcpConnection {
     if (this.tsEnabled && seg.options.ts && !isRst && this.tsRecentAt > -Infinity) {
       if (seqLt(seg.options.ts.val, this.tsRecent) && this.now - this.tsRecentAt < PAWS_IDLE_MS) {
         this.stats.pawsDrops++;
+        this.noteDuplicateBelowRcvNxt(seg.seq, seg.payload.length);
         this.ackNow = true;
         return;
       }
@@ -581,6 +587,7 @@ export class TcpConnection {
       // unacceptable segment may still carry a valid ACK for our data (zero-window case).
       this.stats.droppedUnacceptable++;
       if (!isRst) {
+        this.noteDuplicateBelowRcvNxt(seg.seq, seg.payload.length);
         if (wnd === 0 && seg.flags & TCP_ACK && len > 0 && seg.seq === this._rcvNxt) this.processAck(seg);
         if (this._state === TcpState.TimeWait && seg.flags & TCP_FIN) this.twDeadline = this.now + this.config.timeWaitMs;
         this.ackNow = true;
@@ -804,11 +811,12 @@ export class TcpConnection {
     // Trim to [rcvNxt, advertisedEdge).
     if (seqLt(seq, this._rcvNxt)) {
       const skip = seqDiff(this._rcvNxt, seq);
+      this.noteDuplicateBelowRcvNxt(seq, payload.length);
       if (skip >= payload.length) {
         if (fin && seqAdd(seq, payload.length) === this._rcvNxt) {
           payload = EMPTY; // the FIN alone is new
         } else {
-          if (payload.length > 0 || fin) this.ackNow = true; // pure duplicate: re-ACK (D-SACK not generated)
+          if (payload.length > 0 || fin) this.ackNow = true; // pure duplicate: re-ACK
           return;
         }
       } else {
@@ -822,6 +830,8 @@ export class TcpConnection {
       fin = false;
     }
     if (payload.length === 0 && !fin) return;
+    const held = this.reasm.heldOverlap(seq, seqAdd(seq, payload.length));
+    if (held) this.noteDuplicate(held.left, held.right);
     if (seq !== this._rcvNxt) {
       this.stats.outOfOrderSegments++;
       if (payload.length > 0) this.reasm.insert(seq, payload, this._rcvNxt);
@@ -1109,6 +1119,7 @@ export class TcpConnection {
     this.kaDeadline = undefined;
     this.twDeadline = undefined;
     this.ackNow = false;
+    this.pendingDsack = undefined;
     this.reasm.clear();
     this.events.push(error ? { type: 'closed', error } : { type: 'closed' });
   }
@@ -1153,17 +1164,49 @@ export class TcpConnection {
   private baseOptions(): TcpOptions {
     const opts: TcpOptions = {};
     if (this.tsEnabled) opts.ts = { val: this.tsNow(), ecr: this.tsRecent };
-    if (this.sackEnabled && (this.reasm.bytes > 0)) {
-      const blocks: SackBlock[] = this.reasm.sackBlocks(this.tsEnabled ? 3 : 4);
-      if (blocks.length > 0) opts.sack = blocks;
-    }
+    const blocks = this.sackOptionBlocks();
+    if (blocks.length > 0) opts.sack = blocks;
     return opts;
+  }
+
+  /**
+   * The SACK blocks of the next ACK: a pending D-SACK block first (RFC 2883 4: when the duplicate
+   * lies inside held data, the next block, RFC 2018's most recent one, is the block containing it),
+   * then RFC 2018 blocks; as many as fit next to the other options.
+   */
+  private sackOptionBlocks(): SackBlock[] {
+    if (!this.sackEnabled || (this.reasm.bytes === 0 && this.pendingDsack === undefined)) return [];
+    const max = this.tsEnabled ? 3 : 4;
+    if (this.pendingDsack === undefined) return this.reasm.sackBlocks(max);
+    return [this.pendingDsack, ...this.reasm.sackBlocks(max - 1)];
+  }
+
+  /** Duplicate data: the part of [seq, seq+len) below RCV.NXT is reported in a D-SACK block. */
+  private noteDuplicateBelowRcvNxt(seq: number, len: number): void {
+    if (len === 0 || !seqLt(seq, this._rcvNxt)) return;
+    const end = seqAdd(seq, len);
+    this.noteDuplicate(seq, seqLt(end, this._rcvNxt) ? end : this._rcvNxt);
+  }
+
+  /**
+   * RFC 2883 4: report a received duplicate in the first SACK block of the next ACK, sent at once.
+   * A duplicate adjacent to or overlapping the pending one extends it (as Linux does); otherwise
+   * the most recent duplicate is reported.
+   */
+  private noteDuplicate(left: number, right: number): void {
+    if (!this.sackEnabled || !seqLt(left, right)) return;
+    const p = this.pendingDsack;
+    if (p !== undefined && seqLe(left, p.right) && seqGe(right, p.left)) {
+      this.pendingDsack = { left: seqLt(left, p.left) ? left : p.left, right: seqGt(right, p.right) ? right : p.right };
+    } else {
+      this.pendingDsack = { left, right };
+    }
+    this.ackNow = true;
   }
 
   /** Payload that fits in one segment next to the options it will carry (SACK blocks shrink it). */
   private maxPayload(): number {
-    if (!this.sackEnabled || this.reasm.bytes === 0) return this.sndMss;
-    const blocks = this.reasm.sackBlocks(this.tsEnabled ? 3 : 4).length;
+    const blocks = this.sackOptionBlocks().length;
     return blocks === 0 ? this.sndMss : this.sndMss - (4 + 8 * blocks);
   }
 
@@ -1201,6 +1244,10 @@ export class TcpConnection {
   private emit(seg: TcpSegment): void {
     if (seg.flags & TCP_ACK) {
       this.lastAckSent = seg.ack;
+      if (this.pendingDsack !== undefined && seg.options.sack?.[0] === this.pendingDsack) {
+        this.pendingDsack = undefined; // reported once (RFC 2883 4)
+        this.stats.dsacksSent++;
+      }
       this.ackNow = false;
       this.ackDeadline = undefined;
       this.bytesSinceAck = 0;

@@ -6,7 +6,7 @@
  * Sequence numbers are mod 2^32; all held data lies within one receive window (< 2^31) so seqLt
  * orders it consistently.
  */
-import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt } from '../wire/seq.js';
+import { seqAdd, seqDiff, seqGe, seqGt, seqLe, seqLt, seqMax } from '../wire/seq.js';
 
 interface Chunk {
   data: Uint8Array;
@@ -180,6 +180,17 @@ export class ReassemblyQueue {
   /** True when all data before the FIN has been taken, i.e. the FIN itself is next in order. */
   finSeqIfReached(rcvNxt: number): boolean {
     return this.fin !== undefined && this.fin === rcvNxt;
+  }
+
+  /**
+   * The first held range inside [seq, end): bytes a new segment would duplicate (RFC 2883 reports
+   * them as a D-SACK block). Undefined when nothing in that span is held.
+   */
+  heldOverlap(seq: number, end: number): { left: number; right: number } | undefined {
+    if (!seqLt(seq, end)) return undefined;
+    const b = this.blocks[this.lowerBoundRight(seqAdd(seq, 1))];
+    if (b === undefined || !seqLt(b.left, end)) return undefined;
+    return { left: seqMax(b.left, seq), right: seqLt(b.right, end) ? b.right : end };
   }
 
   /**

@@ -244,6 +244,22 @@ describe('ReassemblyQueue', () => {
     expect(q.sackBlocks(0)).toEqual([]);
   });
 
+  it('RFC 2883: heldOverlap names the first held range a new segment duplicates (also across 2^32)', () => {
+    const q = new ReassemblyQueue(1 << 20);
+    q.insert(1000, bytesAt(1000, 100), 0);
+    q.insert(1300, bytesAt(1300, 100), 0);
+    expect(q.heldOverlap(900, 1000)).toBeUndefined(); // ends where the block starts
+    expect(q.heldOverlap(1100, 1300)).toBeUndefined(); // the gap between the blocks
+    expect(q.heldOverlap(950, 1050)).toEqual({ left: 1000, right: 1050 });
+    expect(q.heldOverlap(1050, 1350)).toEqual({ left: 1050, right: 1100 }); // the first of two
+    expect(q.heldOverlap(1250, 1500)).toEqual({ left: 1300, right: 1400 });
+    expect(q.heldOverlap(1000, 1000)).toBeUndefined();
+    const w = new ReassemblyQueue(1 << 20);
+    const base = TWO_32 - 50;
+    w.insert(base, bytesAt(0, 100), add(base, -10));
+    expect(w.heldOverlap(add(base, 40), add(base, 200))).toEqual({ left: add(base, 40), right: add(base, 100) });
+  });
+
   it('10k small segments in random order reassemble to the same stream (digest), efficiently', () => {
     const n = 10_000;
     const size = 100;
