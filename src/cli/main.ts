@@ -4,7 +4,7 @@
  * tests call it in-process. Exit codes: 0 ok, 1 the check failed (e.g. a gap in a capture),
  * 2 usage error, 3 runtime error (file missing, unreadable).
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { runVerify, VERIFY_HELP } from './verify.js';
@@ -12,10 +12,12 @@ import { runGraph, GRAPH_HELP } from './graph.js';
 import { runTarget, TARGET_HELP } from './target.js';
 import { runHost, HOST_HELP } from './host.js';
 import { runStart, START_HELP } from './start.js';
+import { runLab, LAB_HELP } from './lab.js';
 import type { CliIo } from './io.js';
 
 const COMMANDS: Record<string, { summary: string; help: string; run: (args: string[], io: CliIo) => Promise<number> }> = {
   start: { summary: 'the lab: a transfer each way with offloads and hand-overs, checked and reported (npm start)', help: START_HELP, run: runStart },
+  lab: { summary: "the lab's roles as separate processes (peer, stack), as the docker-compose lab runs them", help: LAB_HELP, run: runLab },
   target: { summary: 'run the offload target on a TAP device, serving one host over a Unix socket', help: TARGET_HELP, run: (a, io) => runTarget(a, io) },
   host: { summary: 'run the userspace host stack bound to a target', help: HOST_HELP, run: (a, io) => runHost(a, io) },
   verify: { summary: 'check the TCP flows of a pcap: gaps, corruption, retransmissions, RSTs', help: VERIFY_HELP, run: runVerify },
@@ -73,7 +75,14 @@ export async function main(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && fileURLToPath(import.meta.url) === process.argv[1];
+// realpath: npm's bin link and the container's /usr/local/bin/chimney are symlinks to this file.
+const invokedDirectly = ((): boolean => {
+  try {
+    return fileURLToPath(import.meta.url) === realpathSync(process.argv[1] ?? '');
+  } catch {
+    return false; // argv[1] is not a file (node -e, a REPL)
+  }
+})();
 if (invokedDirectly) {
   main(process.argv.slice(2), { out: (s) => process.stdout.write(`${s}\n`), err: (s) => process.stderr.write(`${s}\n`) })
     .then((code) => { process.exitCode = code; });

@@ -1,27 +1,30 @@
 /**
- * `chimney start` (= `npm start`): the lab scenario. As root: a network namespace with a Linux
- * peer (node:net) on the kernel side of a TAP, the target on that TAP and the host stack in this
- * process bound to it over the IPC socket. Otherwise (or with --sim): the same target service and
+ * `chimney start` (= `npm start`): the lab scenario (src/lab/scenario.ts). As root: a network
+ * namespace with the Linux peer (`chimney lab peer`, node:net) on the kernel side of a TAP, the
+ * target on that TAP and the host stack in this process bound to it over the IPC socket. Otherwise (or with --sim): the same target service and
  * host over the in-memory sim link to an in-process peer stack. Either way: one transfer each way,
  * offloaded after the handshake and terminated / re-offloaded a few times in the middle, digests
  * compared end to end, the wire capture judged by `analyzePcap`/`verdict`, a report, and the
- * capture plus time-sequence graphs left in `results/run-<time>/`.
+ * capture plus time-sequence graphs left in `results/run-<time>/`. `runScenario` is that run on
+ * any `Topology`; `chimney lab stack` runs it against a peer in another container.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { analyzePcap, verdict, type ConnectionReport, type DirectionReport, type Verdict } from '../capture/flow-analysis.js';
 import { PcapWriter, pcapFileSink } from '../capture/pcap-writer.js';
 import { svgToPng, timeSequenceSvg } from '../capture/tsg.js';
-import type { HostStack } from '../host/stack.js';
 import type { TcpSocket } from '../host/socket.js';
 import { labAvailable } from '../lab/availability.js';
 import { Lab } from '../lab/lab.js';
 import { registerForCleanup, unregisterForCleanup } from '../lab/cleanup.js';
 import type { LabProcess } from '../lab/process.js';
+import { parsePeerEvents, peerRoleArgv, SCENARIO, sinkHandler, sourceHandler, type PeerEvent, type PeerResult } from '../lab/scenario.js';
+import { tsNodeArgs } from '../lab/ts-child.js';
 import { withCapture } from '../link/capture-link.js';
 import { ForwardingLink, type Link } from '../link/link.js';
 import { WallClockScheduler } from '../link/scheduler.js';
@@ -45,8 +48,8 @@ middle. Both ends' SHA-256 digests must match, and a tcpdump capture of the wire
 peer's namespace) must show no gap and no corruption. Not root (or --sim): the same scenario on
 the in-memory sim link with an in-process peer stack; the capture is then the target's own.
 
-  --bytes      bytes each way, with an optional K/M/G suffix (default 20M)
-  --cycles     terminate + re-offload hand-overs per transfer (default 3)
+  --bytes      bytes each way, with an optional K/M/G suffix (default ${SCENARIO.bytes})
+  --cycles     terminate + re-offload hand-overs per transfer (default ${SCENARIO.cycles})
   --sim        use the sim link even as root
   --results    where run-<time>/ is created (default ./results)
   --log-level  ${LOG_LEVELS.join('|')} (default warn); logs go to stderr
@@ -54,12 +57,6 @@ the in-memory sim link with an in-process peer stack; the capture is then the ta
 Leaves wire.pcap, report.json and time-sequence graphs (SVG, PNG when rsvg-convert or ImageMagick
 is installed) in the run folder it names. Ctrl-C removes the namespace, devices and processes.
 Exit codes: 0 digests and capture ok; 1 a check failed; 2 usage error; 3 the lab could not run.`;
-
-const STACK_IP = '10.77.0.2';
-const PEER_IP = '10.77.0.1';
-const PEER_MAC = '02:c4:00:00:00:02';
-const SINK_PORT = 5001;
-const SOURCE_PORT = 5002;
 
 export function parseSize(s: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)([kKmMgG]?)[bB]?$/.exec(s);
@@ -69,78 +66,29 @@ export function parseSize(s: string): number | undefined {
   return n > 0 && Number.isSafeInteger(n) ? n : undefined;
 }
 
-// ---------------------------------------------------------------------------------------- peer
-
 /**
- * The peer protocol, the same for the Linux peer and the in-process one: the sink port reads to
- * the end, reports its digest and closes; the source port sends `sourceBytes` random bytes, reports
- * their digest and closes.
+ * How to run this `chimney` command in a child process (after `node`): the built main.js, or
+ * main.ts with the TypeScript hooks when running from source (tests).
  */
-interface PeerResult {
-  event: 'sink' | 'source';
-  bytes: number;
-  sha256: string;
+export function chimneyArgv(): string[] {
+  const here = fileURLToPath(import.meta.url);
+  return here.endsWith('.ts') ? [...tsNodeArgs(), join(dirname(here), 'main.ts')] : [join(dirname(here), 'main.js')];
 }
 
-/** The Linux peer: CommonJS for `node -e`, run inside the peer namespace. */
-const LINUX_PEER = `
-const net = require('net'); const crypto = require('crypto');
-const cfg = JSON.parse(process.argv[process.argv.length - 1]);
-const say = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
-const fail = (where) => (e) => say({ event: 'error', where, message: e.message });
-const sink = net.createServer({ allowHalfOpen: true }, (s) => {
-  const h = crypto.createHash('sha256'); let n = 0;
-  s.on('data', (d) => { h.update(d); n += d.length; });
-  s.on('end', () => { say({ event: 'sink', bytes: n, sha256: h.digest('hex') }); s.end(); });
-  s.on('error', fail('sink'));
-});
-const source = net.createServer({ allowHalfOpen: true }, (s) => {
-  const h = crypto.createHash('sha256'); let left = cfg.sourceBytes; let n = 0;
-  const pump = () => {
-    while (left > 0) {
-      const c = crypto.randomBytes(Math.min(65536, left)); left -= c.length; n += c.length; h.update(c);
-      if (!s.write(c)) { s.once('drain', pump); return; }
-    }
-    s.end(); say({ event: 'source', bytes: n, sha256: h.digest('hex') });
-  };
-  s.on('data', () => {}); s.on('error', fail('source')); pump();
-});
-let up = 0; const ready = () => { if (++up === 2) say({ event: 'listening' }); };
-sink.listen(cfg.sinkPort, cfg.host, ready); source.listen(cfg.sourcePort, cfg.host, ready);
-`;
-
-/** The in-process peer on a HostStack: the same protocol as LINUX_PEER. */
-function servePeerOnStack(stack: HostStack, sourceBytes: number, say: (r: PeerResult) => void): void {
-  stack.listen(SINK_PORT, (s) => {
-    const h = createHash('sha256');
-    let n = 0;
-    s.on('data', (d: Buffer) => { h.update(d); n += d.length; });
-    s.on('end', () => { say({ event: 'sink', bytes: n, sha256: h.digest('hex') }); s.end(); });
-    s.on('error', () => undefined);
-  }, { allowHalfOpen: true });
-  stack.listen(SOURCE_PORT, (s) => {
-    const h = createHash('sha256');
-    let left = sourceBytes;
-    const pump = (): void => {
-      while (left > 0) {
-        const c = randomBytes(Math.min(65536, left));
-        left -= c.length;
-        h.update(c);
-        if (!s.write(c)) { s.once('drain', pump); return; }
-      }
-      s.end();
-      say({ event: 'source', bytes: sourceBytes, sha256: h.digest('hex') });
-    };
-    s.on('data', () => undefined);
-    s.on('error', () => undefined);
-    pump();
-  }, { allowHalfOpen: true });
+/** Where the peer listens, as seen from the host stack. */
+export interface PeerAddress {
+  ip: string;
+  sinkPort: number;
+  sourcePort: number;
 }
 
 // ---------------------------------------------------------------------------------------- topology
 
-interface Topology {
-  mode: 'namespace' | 'sim';
+/** What a scenario runs on: a target with a host bound to it, a peer, and a capture of the wire. */
+export interface Topology {
+  mode: 'namespace' | 'sim' | 'remote';
+  /** For the report's title. */
+  label: string;
   /** What was built, for the user (names the namespace, so a leftover can be found). */
   description: string;
   host: RunningHost;
@@ -152,7 +100,7 @@ interface Topology {
   close(): Promise<void>;
 }
 
-function waitFor<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+export function waitFor<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
@@ -166,6 +114,53 @@ async function until(cond: () => boolean, ms: number, what: string): Promise<voi
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** The peer's report of its `event` connection, if there; throws when the peer reported an error. */
+export function pickPeerResult(events: readonly PeerEvent[], event: 'sink' | 'source', who: string): PeerResult | undefined {
+  const e = events.find((x) => x.event === event || x.event === 'error');
+  if (e?.event === 'error') throw new Error(`${who} failed (${e.where}): ${e.message}`);
+  return e as PeerResult | undefined;
+}
+
+/** A growing list of peer reports that promises can wait on. */
+export class PeerEvents {
+  readonly list: PeerEvent[] = [];
+  private waiters: Array<() => void> = [];
+  constructor(private readonly who: string) {}
+
+  push(e: PeerEvent): void {
+    this.list.push(e);
+    for (const w of this.waiters.splice(0)) w();
+  }
+
+  wait(event: 'sink' | 'source', timeoutMs: number): Promise<PeerResult> {
+    return waitFor(new Promise<PeerResult>((res, rej) => {
+      const check = (): void => {
+        try {
+          const r = pickPeerResult(this.list, event, this.who);
+          if (r) res(r);
+          else this.waiters.push(check);
+        } catch (e) {
+          rej(e as Error);
+        }
+      };
+      check();
+    }), timeoutMs, `the peer's ${event} report`);
+  }
+}
+
+/** tcpdump of TCP on `dev` in `ns`, written to pcapPath; stopping it reports kernel drops. */
+export async function startTcpdump(lab: Lab, ns: string | null, dev: string, pcapPath: string): Promise<() => Promise<string[]>> {
+  const dump = lab.spawn(ns, 'tcpdump', ['-i', dev, '-nn', '-U', '--immediate-mode', '-B', '32768', '-w', pcapPath, 'tcp']);
+  await dump.waitForOutput(/listening on/, 20_000);
+  return async () => {
+    await new Promise((r) => setTimeout(r, 200)); // the last frames reach the capture
+    await dump.kill('SIGTERM');
+    const m = /(\d+) packets? dropped by kernel/.exec(dump.stderr);
+    if (!m) return ['tcpdump did not report its statistics: the capture may be incomplete'];
+    return Number(m[1]) === 0 ? [] : [`tcpdump dropped ${m[1]} packets: the capture is incomplete`];
+  };
 }
 
 /** Runs the sim link's zero-delay deliveries on the next event-loop turn after each send. */
@@ -203,23 +198,19 @@ async function simTopology(pcapPath: string, sourceBytes: number, log: Logger): 
   try {
     const service = await startTargetService({ link: targetLink, socketPath: join(dir, 'target.sock'), logger: log.child({ component: 'target' }), interfaceMac: mac(DEFAULT_HOST_MAC) });
     cleanups.push(() => service.shutdown({ graceMs: 1000 }));
-    const host = await connectHost({ socket: service.socketPath, address: ipv4(STACK_IP), prefixLength: 24, policy: 'after-handshake', logger: log.child({ component: 'host' }) });
+    const host = await connectHost({ socket: service.socketPath, address: ipv4(SCENARIO.stackIp), prefixLength: SCENARIO.prefixLength, policy: 'after-handshake', logger: log.child({ component: 'host' }) });
     cleanups.push(() => host.close());
     const peerSched = new WallClockScheduler();
-    const peer = new Stack({ link: new PumpedLink(b, sim), mac: mac(PEER_MAC), scheduler: peerSched, ipv4: { address: ipv4(PEER_IP), prefixLength: 24 } });
+    const peer = new Stack({ link: new PumpedLink(b, sim), mac: mac(SCENARIO.peerMac), scheduler: peerSched, ipv4: { address: ipv4(SCENARIO.peerIp), prefixLength: SCENARIO.prefixLength } });
     cleanups.push(() => { peer.close(); peerSched.close(); });
-    const results: PeerResult[] = [];
-    const waiters: Array<() => void> = [];
-    servePeerOnStack(peer, sourceBytes, (r) => { results.push(r); for (const w of waiters.splice(0)) w(); });
+    const events = new PeerEvents('the in-process peer');
+    const say = (e: PeerEvent): void => events.push(e);
+    // The same protocol as the Linux peer (`chimney lab peer`), on the in-process stack.
+    peer.listen(SCENARIO.sinkPort, sinkHandler(say), { allowHalfOpen: true });
+    peer.listen(SCENARIO.sourcePort, sourceHandler(sourceBytes, say), { allowHalfOpen: true });
     return {
-      mode: 'sim', description: 'sim link with an in-process peer stack', host, service, close,
-      async peerResult(event, timeoutMs) {
-        await waitFor(new Promise<void>((res) => {
-          const check = (): void => { if (results.some((r) => r.event === event)) res(); else waiters.push(check); };
-          check();
-        }), timeoutMs, `the peer's ${event} report`);
-        return results.find((r) => r.event === event)!;
-      },
+      mode: 'sim', label: 'sim link', description: 'sim link with an in-process peer stack', host, service, close,
+      peerResult: (event, timeoutMs) => events.wait(event, timeoutMs),
       stopCapture() {
         sink.close();
         return Promise.resolve([]);
@@ -240,34 +231,25 @@ async function namespaceTopology(pcapPath: string, sourceBytes: number, log: Log
     const tap = openTapLink({ name: lab.devName('t') });
     lab.adoptDevice(tap.name);
     await lab.moveLink(tap.name, ns);
-    await lab.addAddress(ns, tap.name, `${PEER_IP}/24`);
+    await lab.addAddress(ns, tap.name, `${SCENARIO.peerIp}/${SCENARIO.prefixLength}`);
     await lab.setLink(ns, tap.name, { txqueuelen: 10_000, up: true });
     const dir = mkdtempSync(join(tmpdir(), 'chimney-start-'));
     lab.onTeardown(() => rmSync(dir, { recursive: true, force: true }));
-    const dump = lab.spawn(ns, 'tcpdump', ['-i', tap.name, '-nn', '-U', '--immediate-mode', '-B', '32768', '-w', pcapPath, 'tcp']);
-    await dump.waitForOutput(/listening on/, 20_000);
+    const stopDump = await startTcpdump(lab, ns, tap.name, pcapPath);
     const service = await startTargetService({ link: tap, socketPath: join(dir, 'target.sock'), logger: log.child({ component: 'target' }), interfaceMac: mac(DEFAULT_HOST_MAC) });
     lab.onTeardown(() => service.shutdown({ graceMs: 1000 }).then(() => undefined));
-    const host = await connectHost({ socket: service.socketPath, address: ipv4(STACK_IP), prefixLength: 24, gateway: ipv4(PEER_IP), policy: 'after-handshake', logger: log.child({ component: 'host' }) });
+    const host = await connectHost({ socket: service.socketPath, address: ipv4(SCENARIO.stackIp), prefixLength: SCENARIO.prefixLength, gateway: ipv4(SCENARIO.peerIp), policy: 'after-handshake', logger: log.child({ component: 'host' }) });
     lab.onTeardown(() => host.close());
-    const peer: LabProcess = lab.spawn(ns, process.execPath, ['-e', LINUX_PEER, JSON.stringify({ host: PEER_IP, sinkPort: SINK_PORT, sourcePort: SOURCE_PORT, sourceBytes })]);
-    await peer.waitForOutput(/"event":"listening"/, 20_000);
-    const events = (): Array<Record<string, unknown>> => peer.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    // The Linux peer is the peer role of the docker-compose lab, run in the namespace.
+    const peer: LabProcess = lab.spawn(ns, process.execPath, [...chimneyArgv(), ...peerRoleArgv(), '--bytes', String(sourceBytes)]);
+    await peer.waitForOutput(/"event":"listening"/, 30_000);
     return {
-      mode: 'namespace', description: `namespace lab ${lab.id}: Linux peer in namespace ${ns} on TAP ${tap.name}`, lab, host, service,
+      mode: 'namespace', label: 'namespace lab', description: `namespace lab ${lab.id}: Linux peer in namespace ${ns} on TAP ${tap.name}`, lab, host, service,
       async peerResult(event, timeoutMs) {
-        await peer.waitForOutput(new RegExp(`"event":"(${event}|error)"`), timeoutMs);
-        const err = events().find((e) => e.event === 'error');
-        if (err) throw new Error(`the Linux peer failed (${String(err.where)}): ${String(err.message)}`);
-        return events().find((e) => e.event === event) as unknown as PeerResult;
+        await peer.waitForOutput(new RegExp(`"event":"(${event}|error)"[^\n]*\n`), timeoutMs);
+        return pickPeerResult(parsePeerEvents(peer.stdout), event, 'the Linux peer')!;
       },
-      async stopCapture() {
-        await new Promise((r) => setTimeout(r, 200)); // the last frames reach the capture
-        await dump.kill('SIGTERM');
-        const m = /(\d+) packets? dropped by kernel/.exec(dump.stderr);
-        if (!m) return ['tcpdump did not report its statistics: the capture may be incomplete'];
-        return Number(m[1]) === 0 ? [] : [`tcpdump dropped ${m[1]} packets: the capture is incomplete`];
-      },
+      stopCapture: stopDump,
       close: () => lab.teardown(),
     };
   } catch (e) {
@@ -312,9 +294,9 @@ async function writeStream(s: Duplex, bytes: number, hash: ReturnType<typeof cre
   s.end();
 }
 
-async function transfer(t: Topology, direction: 'upload' | 'download', bytes: number, cycles: number, timeoutMs: number, progress: (text: string) => void): Promise<TransferResult> {
+async function transfer(t: Topology, peer: PeerAddress, direction: 'upload' | 'download', bytes: number, cycles: number, timeoutMs: number, progress: (text: string) => void): Promise<TransferResult> {
   const stack = t.host.stack;
-  const sock: TcpSocket = stack.connect({ host: PEER_IP, port: direction === 'upload' ? SINK_PORT : SOURCE_PORT, allowHalfOpen: true });
+  const sock: TcpSocket = stack.connect({ host: peer.ip, port: direction === 'upload' ? peer.sinkPort : peer.sourcePort, allowHalfOpen: true });
   const t0 = Date.now();
   let error: Error | undefined;
   sock.on('error', (e: Error) => { error ??= e; });
@@ -357,7 +339,7 @@ async function transfer(t: Topology, direction: 'upload' | 'download', bytes: nu
     if (direction === 'download') count(d.length);
   });
   if (direction === 'upload') await waitFor(writeStream(sock, bytes, sent, count), timeoutMs, 'the upload to be written');
-  const peer = await t.peerResult(direction === 'upload' ? 'sink' : 'source', timeoutMs);
+  const reported = await t.peerResult(direction === 'upload' ? 'sink' : 'source', timeoutMs);
   await waitFor(ended, timeoutMs, `the ${direction} to end`);
   while (busy) await busy;
   if (direction === 'download') sock.end();
@@ -365,8 +347,8 @@ async function transfer(t: Topology, direction: 'upload' | 'download', bytes: nu
   if (error) throw error;
   const ms = Date.now() - t0;
   return direction === 'upload'
-    ? { direction, bytes, ms, sentSha256: sent.digest('hex'), receivedSha256: peer.sha256, receivedBytes: peer.bytes, handovers, localPort: sock.localPort, marks }
-    : { direction, bytes, ms, sentSha256: peer.sha256, receivedSha256: received.digest('hex'), receivedBytes, handovers, localPort: sock.localPort, marks };
+    ? { direction, bytes, ms, sentSha256: sent.digest('hex'), receivedSha256: reported.sha256, receivedBytes: reported.bytes, handovers, localPort: sock.localPort, marks }
+    : { direction, bytes, ms, sentSha256: reported.sha256, receivedSha256: received.digest('hex'), receivedBytes, handovers, localPort: sock.localPort, marks };
 }
 
 // ---------------------------------------------------------------------------------------- run
@@ -384,22 +366,26 @@ function dataDirection(c: ConnectionReport, r: TransferResult): DirectionReport 
   return r.direction === 'upload' === hostIsA ? c.ab : c.ba;
 }
 
-export async function runStart(args: string[], io: CliIo): Promise<number> {
-  const p = parseArgs(args, { values: ['bytes', 'cycles', 'results', 'log-level'], flags: ['sim'] });
-  const bytes = parseSize(p.values.get('bytes') ?? '20M');
-  const cycles = Number(p.values.get('cycles') ?? '3');
-  const level = p.values.get('log-level') ?? 'warn';
-  const problem = p.problem ?? (p.positional.length ? `unexpected argument '${p.positional[0]}'` : bytes === undefined ? `--bytes must be a size like 20M, not '${p.values.get('bytes')}'`
-    : !Number.isInteger(cycles) || cycles < 0 || cycles > 100 ? '--cycles must be an integer 0..100' : !isLogLevel(level) ? `--log-level must be one of ${LOG_LEVELS.join(', ')}` : undefined);
-  if (problem || bytes === undefined || !isLogLevel(level)) {
-    io.err(`chimney start: ${problem}\n\n${START_HELP}`);
-    return 2;
-  }
-  const log = cliLogger({ name: 'chimney', level });
-  const avail = labAvailable(['ip', 'tcpdump']);
-  const sim = p.flags.has('sim') || !avail.ok;
-  if (!p.flags.has('sim') && !avail.ok) io.out(`chimney start: ${avail.reason}; running the same scenario on the sim link instead (no Linux peer, no kernel-side capture).`);
-  const runDir = resolve(p.values.get('results') ?? 'results', runFolderName());
+export interface ScenarioRun {
+  /** The command, for its messages ('chimney start', 'chimney lab stack'). */
+  name: string;
+  /** One line on what is about to be built. */
+  what: string;
+  bytes: number;
+  cycles: number;
+  /** run-<time>/ is created in there. */
+  resultsDir: string;
+  peer: PeerAddress;
+  build(pcapPath: string): Promise<Topology>;
+}
+
+/**
+ * The scenario on any topology: one transfer each way with hand-overs, the digests, the capture's
+ * verdict, the report and the run folder. Exit code: 0 ok, 1 a check failed, 3 nothing was built.
+ */
+export async function runScenario(o: ScenarioRun, io: CliIo): Promise<number> {
+  const { name, bytes, cycles } = o;
+  const runDir = resolve(o.resultsDir, runFolderName());
   mkdirSync(runDir, { recursive: true });
   const pcapPath = join(runDir, 'wire.pcap');
   const tty = process.stdout.isTTY === true;
@@ -418,11 +404,11 @@ export async function runStart(args: string[], io: CliIo): Promise<number> {
   let failure: string | undefined;
   let captureNotes: string[] = [];
   try {
-    io.out(`chimney start: ${sim ? 'sim link, in-process peer stack' : 'namespace lab, Linux peer behind a TAP'}; ${bytes} bytes each way, ${cycles} terminate/re-offload cycle(s) per transfer`);
-    topo = sim ? await simTopology(pcapPath, bytes, log) : await namespaceTopology(pcapPath, bytes, log);
-    io.out(`chimney start: built ${topo.description}`);
+    io.out(`${name}: ${o.what}; ${bytes} bytes each way, ${cycles} terminate/re-offload cycle(s) per transfer`);
+    topo = await o.build(pcapPath);
+    io.out(`${name}: built ${topo.description}`);
     for (const d of ['upload', 'download'] as const) {
-      results.push(await transfer(topo, d, bytes, cycles, timeoutMs, progress));
+      results.push(await transfer(topo, o.peer, d, bytes, cycles, timeoutMs, progress));
       if (tty) process.stdout.write('\r\x1b[K');
     }
     captureNotes = await topo.stopCapture();
@@ -431,10 +417,10 @@ export async function runStart(args: string[], io: CliIo): Promise<number> {
     failure = (e as Error).message;
   } finally {
     if (topo) await topo.stopCapture().catch(() => []);
-    await topo?.close().catch((e: Error) => { io.err(`chimney start: cleanup: ${e.message}`); });
+    await topo?.close().catch((e: Error) => { io.err(`${name}: cleanup: ${e.message}`); });
   }
   if (failure !== undefined) {
-    io.err(`chimney start: the run failed: ${failure}`);
+    io.err(`${name}: the run failed: ${failure}`);
     io.out(`results (partial): ${runDir}`);
     return topo === undefined ? 3 : 1;
   }
@@ -465,11 +451,43 @@ export async function runStart(args: string[], io: CliIo): Promise<number> {
   }
   const offload = topo!.host.stack.offload?.stats;
   writeFileSync(join(runDir, 'report.json'), `${JSON.stringify({ mode: topo!.mode, bytes, cycles, ok, transfers: report, verdict: v, captureNotes, offload, target: topo!.service.counters }, null, 2)}\n`);
-  io.out(`chimney start report (${topo!.mode === 'sim' ? 'sim link' : 'namespace lab'}):`);
+  io.out(`${name} report (${topo!.label}):`);
   for (const l of lines) io.out(l);
   io.out(`  capture  ${analysis.tcpPackets} TCP packets, verdict ${v.ok ? 'ok' : 'FAILED'}${v.problems.length ? `: ${v.problems.join('; ')}` : ''}`);
   for (const n of [...captureNotes, ...v.notes]) io.out(`  note     ${n}`);
   io.out(`  results  ${runDir} (wire.pcap, report.json, upload.svg, download.svg)`);
-  io.out(ok ? 'chimney start: ok' : 'chimney start: FAILED');
+  io.out(ok ? `${name}: ok` : `${name}: FAILED`);
   return ok ? 0 : 1;
+}
+
+/** --bytes and --cycles as `chimney start` and `chimney lab stack` take them; a problem in words. */
+export function parseScenarioSize(bytesOpt: string | undefined, cyclesOpt: string | undefined): { bytes?: number; cycles: number; problem?: string } {
+  const bytes = parseSize(bytesOpt ?? SCENARIO.bytes);
+  const cycles = Number(cyclesOpt ?? String(SCENARIO.cycles));
+  if (bytes === undefined) return { cycles, problem: `--bytes must be a size like 20M, not '${bytesOpt}'` };
+  if (!Number.isInteger(cycles) || cycles < 0 || cycles > 100) return { bytes, cycles, problem: '--cycles must be an integer 0..100' };
+  return { bytes, cycles };
+}
+
+export async function runStart(args: string[], io: CliIo): Promise<number> {
+  const p = parseArgs(args, { values: ['bytes', 'cycles', 'results', 'log-level'], flags: ['sim'] });
+  const size = parseScenarioSize(p.values.get('bytes'), p.values.get('cycles'));
+  const level = p.values.get('log-level') ?? 'warn';
+  const problem = p.problem ?? (p.positional.length ? `unexpected argument '${p.positional[0]}'` : size.problem ?? (!isLogLevel(level) ? `--log-level must be one of ${LOG_LEVELS.join(', ')}` : undefined));
+  const bytes = size.bytes;
+  if (problem || bytes === undefined || !isLogLevel(level)) {
+    io.err(`chimney start: ${problem}\n\n${START_HELP}`);
+    return 2;
+  }
+  const log = cliLogger({ name: 'chimney', level });
+  const avail = labAvailable(['ip', 'tcpdump']);
+  const sim = p.flags.has('sim') || !avail.ok;
+  if (!p.flags.has('sim') && !avail.ok) io.out(`chimney start: ${avail.reason}; running the same scenario on the sim link instead (no Linux peer, no kernel-side capture).`);
+  return runScenario({
+    name: 'chimney start',
+    what: sim ? 'sim link, in-process peer stack' : 'namespace lab, Linux peer behind a TAP',
+    bytes, cycles: size.cycles, resultsDir: p.values.get('results') ?? 'results',
+    peer: { ip: SCENARIO.peerIp, sinkPort: SCENARIO.sinkPort, sourcePort: SCENARIO.sourcePort },
+    build: (pcapPath) => (sim ? simTopology(pcapPath, bytes, log) : namespaceTopology(pcapPath, bytes, log)),
+  }, io);
 }
