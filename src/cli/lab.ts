@@ -206,6 +206,21 @@ async function connectControl(host: string, port: number, waitMs: number, events
   throw new Error(`the peer's control port ${host}:${port} did not answer within ${waitMs / 1000} s (${last}); is \`chimney lab peer --listen ${host}\` running and routed?`);
 }
 
+/**
+ * Proxy ARP answers broadcast requests after a random delay of up to proxy_delay (0.8 s): zero it
+ * on the TAP and on the device towards the peer, so the first connection does not wait for ARP.
+ * Best effort (a slow first ARP is not a failure).
+ */
+async function noProxyDelay(lab: Lab, tap: string, peer: string, log: Logger): Promise<void> {
+  try {
+    const route = await lab.exec(null, 'ip', ['-o', 'route', 'get', peer]);
+    const uplink = / dev (\S+)/.exec(route.stdout)?.[1];
+    for (const dev of new Set([tap, uplink ?? tap])) await lab.exec(null, 'ip', ['ntable', 'change', 'name', 'arp_cache', 'dev', dev, 'proxy_delay', '0']);
+  } catch (e) {
+    log.warn({ err: (e as Error).message }, 'could not zero the proxy ARP delay: the first ARP answers may take up to 0.8 s');
+  }
+}
+
 /** The stack side of the compose lab: a TAP in this namespace, routed to the peer by the kernel. */
 async function remotePeerTopology(o: StackOptions, pcapPath: string, log: Logger): Promise<Topology> {
   const missing = missingSysctls();
@@ -223,6 +238,7 @@ async function remotePeerTopology(o: StackOptions, pcapPath: string, log: Logger
     await lab.setLink(null, tap.name, { txqueuelen: 10_000, up: true });
     // The stack's address lives behind the TAP; proxy ARP answers for it on the peer's network.
     await lab.addRoute(null, [`${o.stackIp}/32`, 'dev', tap.name]);
+    await noProxyDelay(lab, tap.name, o.peer, log);
     const stopDump = await startTcpdump(lab, null, tap.name, pcapPath);
     const dir = mkdtempSync(join(tmpdir(), 'chimney-lab-'));
     lab.onTeardown(() => rmSync(dir, { recursive: true, force: true }));
