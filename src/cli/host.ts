@@ -5,6 +5,8 @@
  * until SIGTERM/SIGINT or until the target goes away. `connectHost` is also what `chimney start`
  * uses in-process.
  */
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { IpcClient } from '../ipc/client.js';
 import { ChimneyLink } from '../host/chimney-link.js';
@@ -12,6 +14,8 @@ import { HostStack } from '../host/stack.js';
 import type { OffloadPolicy } from '../host/offload.js';
 import { WallClockScheduler } from '../link/scheduler.js';
 import { ipv4, mac as parseMac } from '../wire/addresses.js';
+import { PcapWriter, pcapFileSink, type PcapFileSink } from '../capture/pcap-writer.js';
+import { ControlServer } from '../host/control.js';
 import { Forwarders, HandoverCycle, parseExpose, parseForward, type ExposeSpec, type ForwardSpec } from '../host/forwarder.js';
 import { parseArgs, type CliIo } from './io.js';
 import { cliLogger, isLogLevel, LOG_LEVELS } from './log.js';
@@ -19,6 +23,7 @@ import type { StopSignal } from './target.js';
 
 export const HOST_HELP = `usage: chimney host --socket PATH --ip A.B.C.D/N [--gateway G] [--mac MAC]
                     [--offload never|after-handshake|bytes:N|manual] [--log-level LEVEL]
+                    [--control PATH] [--capture FILE.pcap]
                     [--forward LOCAL_ADDR:PORT=REMOTE_ADDR:PORT]... [--expose STACK_PORT=LOCAL_ADDR:PORT]...
                     [--handover-every MS]
 
@@ -33,6 +38,11 @@ TCP handshakes) and hands established connections to the target according to --o
   --gateway   next hop for addresses outside A.B.C.D/N
   --mac       the stack's MAC address (default 02:c4:00:00:00:01)
   --log-level ${LOG_LEVELS.join('|')} (default info); logs go to stderr
+  --control   create a control socket at PATH (0600; e.g. /run/chimney-host.ctl) for
+              \`chimney ctl --control PATH status|offload ID|terminate ID|query ID\`
+  --capture   write every frame the host stack sends and receives over its link to FILE.pcap
+              (the slow path: segments of an offloaded connection are on the target's wire only;
+              \`chimney target --capture\` records those)
 
 Forwarders let unmodified programs use the stack's (offloaded) connections (repeatable):
   --forward LOCAL_ADDR:PORT=REMOTE_ADDR:PORT
@@ -75,6 +85,10 @@ export interface HostOptions {
   mac?: string;
   policy: OffloadPolicy;
   logger: Logger;
+  /** Path of a control socket to create (`chimney ctl`). */
+  control?: string;
+  /** Path of a pcap file recording the frames of the stack's link. */
+  capture?: string;
 }
 
 export interface RunningHost {
@@ -84,13 +98,54 @@ export interface RunningHost {
   scheduler: WallClockScheduler;
   /** Resolves with the reason when the target closes the binding. */
   bindingClosed: Promise<string>;
+  control: ControlServer | undefined;
+  capture: PcapFileSink | undefined;
   close(): Promise<void>;
 }
 
+/** Why connectHost failed: the capture file, the binding to the target, or the control socket. */
+export class HostStartError extends Error {
+  constructor(readonly stage: 'capture' | 'target' | 'control', message: string) {
+    super(message);
+  }
+}
+
+/**
+ * A ChimneyLink over `client` that also records its frames. The stack needs the ChimneyLink itself
+ * (offload control shares its ordered stream), so a wrapping Link (withCapture) cannot sit in
+ * between: frames are recorded where they cross the binding.
+ */
+function capturedChimneyLink(client: IpcClient, writer: PcapWriter): ChimneyLink {
+  const link = new ChimneyLink({
+    send: (m) => {
+      if (m.type === 'RawFrame') writer.write(m.frame, Date.now());
+      client.send(m);
+    },
+  });
+  client.on((m) => {
+    if (m.type === 'RawFrame') writer.write(m.frame, Date.now());
+    link.onTargetMessage(m);
+  });
+  client.onClose((reason) => link.bindingClosed(reason));
+  return link;
+}
+
 export async function connectHost(o: HostOptions): Promise<RunningHost> {
-  const client = await IpcClient.connect(o.socket, { software: 'tcp-chimney host' });
+  let capture: PcapFileSink | undefined;
+  try {
+    if (o.capture !== undefined) capture = pcapFileSink(o.capture);
+  } catch (e) {
+    throw new HostStartError('capture', `cannot write the capture ${o.capture}: ${(e as Error).message}`);
+  }
+  let client: IpcClient;
+  try {
+    client = await IpcClient.connect(o.socket, { software: 'tcp-chimney host' });
+  } catch (e) {
+    capture?.close();
+    throw new HostStartError('target', (e as Error).message);
+  }
   const bindingClosed = new Promise<string>((resolve) => client.onClose(resolve));
-  const link = ChimneyLink.overIpc(client);
+  const link = capture ? capturedChimneyLink(client, new PcapWriter(capture, 'ethernet')) : ChimneyLink.overIpc(client);
   const scheduler = new WallClockScheduler();
   const stack = new HostStack({
     link, mac: parseMac(o.mac ?? DEFAULT_HOST_MAC), scheduler, logger: o.logger,
@@ -99,22 +154,34 @@ export async function connectHost(o: HostOptions): Promise<RunningHost> {
   });
   o.logger.info({ socket: o.socket, target: client.target.software }, 'bound to the target');
   let closed: Promise<void> | undefined;
-  return {
-    client, link, stack, scheduler, bindingClosed,
+  const running: RunningHost = {
+    client, link, stack, scheduler, bindingClosed, control: undefined, capture,
     close(): Promise<void> {
       closed ??= (async () => {
+        await running.control?.close();
         stack.close();
         await link.close();
         scheduler.close();
         await client.close();
+        capture?.close();
       })();
       return closed;
     },
   };
+  if (o.control !== undefined) {
+    try {
+      running.control = await ControlServer.listen({ path: o.control, stack, logger: o.logger.child({ component: 'control' }) });
+    } catch (e) {
+      await running.close();
+      throw new HostStartError('control', `cannot create the control socket ${o.control}: ${(e as Error).message}`);
+    }
+    o.logger.info({ control: o.control }, 'control socket ready');
+  }
+  return running;
 }
 
 export async function runHost(args: string[], io: CliIo, stop?: StopSignal): Promise<number> {
-  const p = parseArgs(args, { values: ['socket', 'ip', 'gateway', 'mac', 'offload', 'log-level', 'forward', 'expose', 'handover-every'], flags: [] });
+  const p = parseArgs(args, { values: ['socket', 'ip', 'gateway', 'mac', 'offload', 'log-level', 'forward', 'expose', 'handover-every', 'control', 'capture'], flags: [] });
   const relays = parseRelayOptions(p.lists);
   const socket = p.values.get('socket');
   const cidr = parseCidr(p.values.get('ip') ?? '');
@@ -130,15 +197,28 @@ export async function runHost(args: string[], io: CliIo, stop?: StopSignal): Pro
     io.err(`chimney host: ${problem}\n\n${HOST_HELP}`);
     return 2;
   }
+  const control = p.values.get('control');
+  const capture = p.values.get('capture');
+  for (const [opt, path] of [['--control', control], ['--capture', capture]] as const) {
+    if (path !== undefined && !existsSync(dirname(path))) {
+      io.err(`chimney host: the ${opt} directory ${dirname(path)} does not exist: create it (mkdir -p ${dirname(path)}) or pick another path`);
+      return 3;
+    }
+  }
   const logger = cliLogger({ name: 'chimney-host', level });
   let host: RunningHost;
   try {
-    host = await connectHost({ socket, ...cidr, gateway: gw !== undefined ? ipv4(gw) : undefined, mac: p.values.get('mac'), policy, logger });
+    host = await connectHost({ socket, ...cidr, gateway: gw !== undefined ? ipv4(gw) : undefined, mac: p.values.get('mac'), policy, logger, control, capture });
   } catch (e) {
-    io.err(`chimney host: cannot bind to the target at ${socket}: ${(e as Error).message} (is \`chimney target --socket ${socket}\` running?)`);
+    const stage = e instanceof HostStartError ? e.stage : 'target';
+    io.err(stage === 'target'
+      ? `chimney host: cannot bind to the target at ${socket}: ${(e as Error).message} (is \`chimney target --socket ${socket}\` running?)`
+      : `chimney host: ${(e as Error).message}`);
     return 3;
   }
   io.out(`chimney host: ${p.values.get('ip')} bound to the target at ${socket}`);
+  if (control !== undefined) io.out(`chimney host: control socket at ${control} (chimney ctl --control ${control} status)`);
+  if (capture !== undefined) io.out(`chimney host: capturing the stack's frames to ${capture}`);
   let fw: RunningForwarders;
   try {
     fw = await startForwarders(host.stack, relays, logger, io);

@@ -13,6 +13,7 @@ import { runTarget, TARGET_HELP } from './target.js';
 import { runHost, HOST_HELP } from './host.js';
 import { runStart, START_HELP } from './start.js';
 import { runLab, LAB_HELP } from './lab.js';
+import { runCtl, CTL_HELP } from './ctl.js';
 import type { CliIo } from './io.js';
 
 const COMMANDS: Record<string, { summary: string; help: string; run: (args: string[], io: CliIo) => Promise<number> }> = {
@@ -20,6 +21,7 @@ const COMMANDS: Record<string, { summary: string; help: string; run: (args: stri
   lab: { summary: "the lab's roles as separate processes (peer, stack), as the docker-compose lab runs them", help: LAB_HELP, run: runLab },
   target: { summary: 'run the offload target on a TAP device, serving one host over a Unix socket', help: TARGET_HELP, run: (a, io) => runTarget(a, io) },
   host: { summary: 'run the userspace host stack bound to a target', help: HOST_HELP, run: (a, io) => runHost(a, io) },
+  ctl: { summary: 'talk to a running host over its control socket: status, offload, terminate, query', help: CTL_HELP, run: runCtl },
   verify: { summary: 'check the TCP flows of a pcap: gaps, corruption, retransmissions, RSTs', help: VERIFY_HELP, run: runVerify },
   graph: { summary: 'draw a time-sequence graph (SVG, PNG when a converter exists) of a flow in a pcap', help: GRAPH_HELP, run: runGraph },
 };

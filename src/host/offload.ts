@@ -630,4 +630,10 @@ export class OffloadManager implements OffloadControl {
         return;
     }
   }
+
+  /** Read-only, for the control socket: where the socket's offload stands and its target context. */
+  offloadState(socket: TcpSocket): { phase: 'initiating' | 'offloaded' | 'terminating'; ctx: number } | undefined {
+    const e = this.bySocket.get(socket);
+    return e === undefined ? undefined : { phase: e.phase, ctx: e.ctx };
+  }
 }

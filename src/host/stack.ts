@@ -288,6 +288,11 @@ export class HostStack implements ConnectionHost, ServerHost {
     return rows;
   }
 
+  /** The open sockets (application connections), oldest first. */
+  connections(): TcpSocket[] {
+    return [...this.sockets];
+  }
+
   /**
    * Shut down: open connections are reset, listeners closed, ARP timers cancelled, pending output
    * sent. The link stays open (its owner closes it).
