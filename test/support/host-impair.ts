@@ -19,11 +19,18 @@ export interface WallImpairStats {
   passed: number;
   dropped: number;
   reordered: number;
+  /**
+   * Frames a reordered frame overtook, summed: the reordering depth the receiver sees. Every held
+   * frame is overtaken, so a busy event loop (late timers, big read bursts) makes it grow.
+   */
+  overtaken: number;
+  /** Longest time a frame was held past its release time (event-loop lateness), in ms. */
+  maxLateMs: number;
 }
 
 /** One direction: frames held until their release time, released by one timer. */
 class DelayLine {
-  readonly stats: WallImpairStats = { passed: 0, dropped: 0, reordered: 0 };
+  readonly stats: WallImpairStats = { passed: 0, dropped: 0, reordered: 0, overtaken: 0, maxLateMs: 0 };
   private queue: Array<{ at: number; frame: Uint8Array }> = [];
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -49,6 +56,7 @@ class DelayLine {
       // Keep the queue sorted by release time; equal times stay in arrival order.
       let i = this.queue.length;
       while (i > 0 && this.queue[i - 1]!.at > at) i--;
+      if (reorder) this.stats.overtaken += this.queue.length - i;
       this.queue.splice(i, 0, { at, frame: f.slice() });
     }
     this.arm();
@@ -67,6 +75,7 @@ class DelayLine {
     const now = performance.now();
     let n = 0;
     while (n < this.queue.length && this.queue[n]!.at <= now) n++;
+    if (n > 0) this.stats.maxLateMs = Math.max(this.stats.maxLateMs, now - this.queue[0]!.at);
     const due = this.queue.splice(0, n).map((e) => e.frame);
     if (due.length > 0) this.release(due);
     this.arm();
