@@ -12,6 +12,7 @@ import { main } from '../../src/cli/main.js';
 import { parseSize } from '../../src/cli/start.js';
 import { analyzePcap, verdict } from '../../src/capture/flow-analysis.js';
 import { labAvailable } from '../../src/lab/availability.js';
+import { SCENARIO } from '../../src/lab/scenario.js';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { tsNodeArgs } from '../../src/lab/ts-child.js';
@@ -52,6 +53,9 @@ async function checkResults(out: string, bytes: number, mode: string): Promise<v
     expect(t.handovers).toBe(7);
     const conn = analysis.connections.find((c) => c.a.endsWith(`:${t.localPort}`));
     expect(conn, `connection from host port ${t.localPort}`).toBeDefined();
+    // The scenario's addresses and ports (src/lab/scenario.ts), as the compose lab uses them.
+    expect(conn!.a).toBe(`${SCENARIO.stackIp}:${t.localPort}`);
+    expect(conn!.b).toBe(`${SCENARIO.peerIp}:${t.direction === 'upload' ? SCENARIO.sinkPort : SCENARIO.sourcePort}`);
     const data = t.direction === 'upload' ? conn!.ab : conn!.ba;
     // The wire carried exactly the bytes both ends hashed. tcpdump on a loaded machine may drop
     // packets (the run reports it): only then may the stream digest be unavailable.
@@ -119,7 +123,7 @@ describe('chimney start (npm start)', () => {
     child.stderr.resume();
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.once('close', (code, signal) => r({ code, signal })));
     try {
-      const deadline = Date.now() + 30_000;
+      const deadline = Date.now() + 60_000; // the peer role starts from TypeScript here: seconds on a loaded machine
       while (!/built namespace lab ch[0-9a-f]+/.test(out)) {
         if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the lab was not built: ${out}`);
         await new Promise((r) => setTimeout(r, 50));
@@ -136,5 +140,5 @@ describe('chimney start (npm start)', () => {
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     }
-  }, 60_000);
+  }, 90_000);
 });
