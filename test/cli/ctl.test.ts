@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { analyzePcap } from '../../src/capture/flow-analysis.js';
 import { readPcap } from '../../src/capture/pcap-reader.js';
 import { main } from '../../src/cli/main.js';
+import { cliLogger } from '../../src/cli/log.js';
 import { runCtl } from '../../src/cli/ctl.js';
 import { connectHost, DEFAULT_HOST_MAC, runHost, type RunningHost } from '../../src/cli/host.js';
 import type { QueryResponse, StatusResponse } from '../../src/host/control.js';
@@ -400,4 +401,24 @@ describe('chimney host --control / --capture', () => {
     expect([conn.ba.content.bytes, conn.ba.content.sha256]).toEqual([M, createHash('sha256').update(down).digest('hex')]);
     expect(conn.ab.gaps.streamBytes + conn.ba.gaps.streamBytes).toBe(0);
   }, 60_000);
+});
+
+describe('CLI logs (pino; pino-pretty on a terminal)', () => {
+  it('readable lines through pino-pretty: local time, level, name, message, fields on one line; colour only when asked', () => {
+    const plain: string[] = [];
+    const log = cliLogger({ name: 'chimney-test', level: 'info', pretty: true, colorize: false, write: (l) => plain.push(l) });
+    log.debug('hidden');
+    log.warn({ aborted: 1, socket: '/tmp/x.sock' }, 'host gone');
+    expect(plain).toHaveLength(1);
+    expect(plain[0]).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] WARN \(chimney-test\): host gone \{"aborted":1,"socket":"\/tmp\/x\.sock"\}\n$/);
+    const coloured: string[] = [];
+    cliLogger({ name: 'chimney-test', pretty: true, colorize: true, write: (l) => coloured.push(l) }).error('bad');
+    expect(coloured).toHaveLength(1);
+    expect(coloured[0]).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] \u001b\[31mERROR\u001b\[39m \(chimney-test\): \u001b\[36mbad\u001b\[39m\n$/);
+    const json: string[] = [];
+    cliLogger({ name: 'chimney-test', level: 'warn', pretty: false, write: (l) => json.push(l) }).warn({ n: 3 }, 'as JSON');
+    expect(json).toHaveLength(1);
+    const o = JSON.parse(json[0]) as Record<string, unknown>;
+    expect([o.level, o.name, o.msg, o.n, json[0].endsWith('}\n')]).toEqual([40, 'chimney-test', 'as JSON', 3, true]);
+  });
 });
