@@ -117,4 +117,19 @@ describe('chimney lab peer + chimney lab stack (the compose lab in namespaces)',
       await lab.teardown();
     }
   }, 60_000);
+
+  it.skipIf(!avail.ok)('issue 6: with no peer answering, the stack role exits 3 naming the control port, and leaves no TAP', async () => {
+    const lab = new Lab();
+    try {
+      const ns = await lab.addNamespace('alone');
+      for (const [k, v] of Object.entries(STACK_SYSCTLS)) await lab.sysctl(ns, k, v);
+      const stack = lab.spawn(ns, process.execPath, [...chimneyArgv(), ...stackRoleArgv(), '--results', join(dir, 'alone'), '--wait-peer', '1']);
+      const exit = await stack.exited;
+      expect(exit, stack.stderr).toEqual({ code: 3, signal: null });
+      expect(stack.stderr).toContain(`the peer's control port ${SCENARIO.peerIp}:${SCENARIO.controlPort} did not answer within 1 s`);
+      expect(execFileSync('ip', ['-n', ns, '-o', 'link', 'show'], { encoding: 'utf8' })).not.toContain(SCENARIO.compose.tap);
+    } finally {
+      await lab.teardown();
+    }
+  }, 60_000);
 });
