@@ -344,7 +344,7 @@ describe('chimney ctl against a running host (sim link, in-process target, host 
 });
 
 describe('chimney host --control / --capture', () => {
-  it('runHost creates the control socket 0600, answers status, removes it on stop', async () => {
+  it('runHost creates the control socket 0600, answers status, removes it on stop; --capture writes a classic pcap', async () => {
     const sim = new Simulator();
     const [a] = createSimPair(sim, { name: 'sim', mtu: 1500 });
     const service = await startTargetService({ link: new PumpedLink(a, sim), socketPath: join(dir, 'run-t.sock'), logger: silent, interfaceMac: mac(DEFAULT_HOST_MAC) });
@@ -352,10 +352,12 @@ describe('chimney host --control / --capture', () => {
     const c = capture();
     let fire: () => void = () => undefined;
     const stop = new Promise<string>((r) => { fire = () => r('SIGTERM'); });
-    const host = runHost(['--socket', service.socketPath, '--ip', `${STACK_IP}/24`, '--log-level', 'silent', '--control', control], c.io, stop);
+    const pcap = join(dir, 'run.pcap');
+    const host = runHost(['--socket', service.socketPath, '--ip', `${STACK_IP}/24`, '--log-level', 'silent', '--control', control, '--capture', pcap], c.io, stop);
     try {
       await until(() => c.out.some((x) => x.includes('control socket at')), `the host to start (${c.err.join(' ')})`);
       expect(c.out).toContain(`chimney host: control socket at ${control} (chimney ctl --control ${control} status)`);
+      expect(c.out).toContain(`chimney host: capturing the stack's frames to ${pcap}`);
       expect(statSync(control).mode & 0o777).toBe(0o600);
       const r = await ctl(['--control', control, 'status']);
       expect([r.code, r.out]).toEqual([0, `host ${STACK_IP}: offload policy after-handshake; hand-overs so far: 0 offload(s) (0 failed), 0 terminate(s)\nno open connections`]);
@@ -365,6 +367,8 @@ describe('chimney host --control / --capture', () => {
       await service.shutdown({ graceMs: 1000 });
     }
     expect(existsSync(control)).toBe(false);
+    const cap = await readPcap(pcap);
+    expect([cap.linktype, cap.packets.length]).toEqual([1, 0]);
     const bad = capture();
     expect(await runHost(['--socket', service.socketPath, '--ip', `${STACK_IP}/24`, '--control', join(dir, 'nope', 'x.ctl')], bad.io, stop)).toBe(3);
     expect(bad.err.join('\n')).toContain(`the --control directory ${join(dir, 'nope')} does not exist`);
