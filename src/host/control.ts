@@ -234,8 +234,10 @@ export class ControlServer {
     const reply = (r: ControlResponse): void => {
       if (!socket.destroyed) socket.write(`${JSON.stringify(r)}\n`);
     };
+    let refused = false;
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => {
+      if (refused) return;
       buf += chunk;
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
@@ -245,9 +247,11 @@ export class ControlServer {
         chain = chain.then(async () => reply(await this.handle(parseLine(line))));
       }
       if (buf.length > MAX_LINE) {
+        // Answer what came before, then this, then hang up: nothing after it is read.
+        refused = true;
         buf = '';
         chain = chain.then(() => {
-          reply({ ok: false, error: 'bad-request', message: `request line longer than ${MAX_LINE} bytes` });
+          reply({ ok: false, error: 'bad-request', message: `request line longer than ${MAX_LINE} characters` });
           socket.end();
         });
       }

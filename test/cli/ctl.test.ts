@@ -321,6 +321,8 @@ describe('chimney ctl against a running host (sim link, in-process target, host 
       expect(res[2].message).toBe('"id" must be a connection id (a positive integer from status), not "x"');
       expect(res[3].message).toBe('unknown cmd "reboot": status, offload, terminate or query');
       expect(res[4]).toEqual({ ok: true, host: { address: STACK_IP, offload: { policy: 'manual', accepting: true, initiates: 0, initiateFailures: 0, terminates: 0 } }, connections: [] });
+      const long = JSON.parse((await rawLines(l.control, `{"cmd":"status"}\n${'x'.repeat(70_000)}`, 2))[1]) as { error: string; message: string };
+      expect(long).toEqual({ ok: false, error: 'bad-request', message: 'request line longer than 65536 characters' });
       // A line without its newline followed by a disconnect: the host stays up.
       await new Promise<void>((resolve) => { const s = connect(l.control, () => { s.end('{"cmd":'); resolve(); }); });
       const { hostSock } = await openPair(l);
