@@ -12,6 +12,7 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectHost, parseRelayOptions, type RunningHost } from '../../src/cli/host.js';
 import { parseArgs } from '../../src/cli/io.js';
+import { main } from '../../src/cli/main.js';
 import { Forwarders, HandoverCycle, parseExpose, parseForward } from '../../src/host/forwarder.js';
 import { HostStack } from '../../src/host/stack.js';
 import type { TcpSocket } from '../../src/host/socket.js';
@@ -118,6 +119,19 @@ describe('forwarder options (issue 6, item 3)', () => {
     expect(parseExpose('5201=127.0.0.1:5201')).toEqual({ stackPort: 5201, local: { address: '127.0.0.1', port: 5201 } });
     expect(parseExpose('5201')).toBe("--expose must be STACK_PORT=LOCAL_ADDR:PORT, not '5201'");
     expect(parseExpose('70000=127.0.0.1:1')).toContain("stack port '70000' is not a number 1..65535");
+  });
+
+  it('chimney host --help documents the forwarders; a bad --forward / --handover-every is a usage error (exit 2) naming the format', async () => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) };
+    expect(await main(['host', '--help'], io)).toBe(0);
+    const help = out.join('\n');
+    for (const opt of ['--forward LOCAL_ADDR:PORT=REMOTE_ADDR:PORT', '--expose STACK_PORT=LOCAL_ADDR:PORT', '--handover-every MS']) expect(help).toContain(opt);
+    expect(await main(['host', '--socket', 's', '--ip', '10.0.0.1/24', '--forward', '8080:10.0.0.2:80'], io)).toBe(2);
+    expect(err.join('\n')).toContain("chimney host: --forward must be LOCAL_ADDR:PORT=REMOTE_ADDR:PORT, not '8080:10.0.0.2:80'");
+    expect(await main(['host', '--socket', 's', '--ip', '10.0.0.1/24', '--handover-every', 'often'], io)).toBe(2);
+    expect(err.join('\n')).toContain("chimney host: --handover-every must be a number of milliseconds >= 1, not 'often'");
   });
 
   it('parseArgs keeps every value of a repeated option, and the last one in values', () => {

@@ -8,7 +8,7 @@
  *  curl/iperf3 (root ns) -> 127.0.0.1:P [chimney host child] =IPC= [target service] = TAP
  *      ... TAP netdev 10.77.0.1 (peer ns: HTTP server, iperf3 -s, clients of --expose)
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -93,6 +93,9 @@ export async function startPeerCapture(rig: ForwardRig, filter: string): Promise
       if (!m) throw new Error(`tcpdump did not report its statistics:\n${dump.stderr}`);
       // A lossy capture would judge the connection on missing frames: refuse it.
       if (Number(m[1]) !== 0) throw new Error(`tcpdump dropped ${m[1]} packets: the capture is incomplete`);
+      // For debugging a failure: FORWARD_KEEP_PCAP_DIR=/some/dir keeps a copy of every capture.
+      const keep = process.env.FORWARD_KEEP_PCAP_DIR;
+      if (keep) copyFileSync(file, join(keep, `${rig.lab.uniqueName('keep')}.pcap`));
       return analyzePcap(file);
     },
   };
