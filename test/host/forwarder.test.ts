@@ -233,6 +233,58 @@ describe('forwarders over the target (issue 6, item 3)', () => {
     expect(w.fw.stats).toEqual({ connections: 2, open: 0, failed: 2 });
   }, 60_000);
 
+  it('backpressure: a kernel client that stops reading stops the peer sender (the relay holds a bounded amount); after resuming, 32 MB arrive intact', async () => {
+    const w = await world();
+    const down = payload(6, 32 << 20);
+    let server: TcpSocket | undefined;
+    w.peer.listen(80, (s) => { server = s; }, { allowHalfOpen: true });
+    const bound = await w.fw.forward({ local: { address: '127.0.0.1', port: 0 }, remote: { address: '10.0.0.2', port: 80 } });
+    const client = kernelConnect({ host: '127.0.0.1', port: bound.port, allowHalfOpen: true });
+    await until(() => server !== undefined, 'the stack connection');
+    client.pause();
+    const atClient = collect(client); // attaches 'data': resume explicitly below
+    client.pause();
+    const sending = send(server!, down);
+    // Wait until the relay stops taking data: the stack socket's byte count stays put.
+    const relayed = (): number => [...w.fw.sockets()][0]?.bytesRead ?? 0;
+    let last = -1;
+    for (let still = 0, tries = 0; still < 4; tries++) {
+      if (tries > 120) throw new Error(`the relay kept reading: ${relayed()} bytes`);
+      await new Promise((r) => setTimeout(r, 250));
+      const now = relayed();
+      still = now === last && now > 0 ? still + 1 : 0;
+      last = now;
+    }
+    const held = relayed();
+    expect(held).toBeLessThan(down.length / 2);
+    expect(atClient.bytes()).toBe(0);
+    client.resume();
+    await sending;
+    await until(() => atClient.ended(), 'the download to finish');
+    expect(atClient.digest()).toBe(sha256(down));
+    client.end();
+    await until(() => w.fw.summaries.length === 1, 'the relay to close');
+    expect(w.fw.summaries[0].error).toBeUndefined();
+  }, 60_000);
+
+  it('a kernel client that resets mid-transfer: the relay resets the stack connection, the peer sees ECONNRESET', async () => {
+    const w = await world();
+    let server: TcpSocket | undefined;
+    w.peer.listen(80, (s) => { server = s; }, { allowHalfOpen: true });
+    const bound = await w.fw.forward({ local: { address: '127.0.0.1', port: 0 }, remote: { address: '10.0.0.2', port: 80 } });
+    const client = kernelConnect({ host: '127.0.0.1', port: bound.port, allowHalfOpen: true });
+    const atClient = collect(client);
+    await until(() => server !== undefined, 'the stack connection');
+    const atServer = collect(server!);
+    void send(server!, payload(7, 8 << 20)).catch(() => undefined);
+    await until(() => atClient.bytes() > 1 << 20, 'some data at the client');
+    client.resetAndDestroy();
+    await until(() => atServer.error() !== undefined, 'the peer to see the reset');
+    expect((atServer.error() as Error & { code?: string }).code).toBe('ECONNRESET');
+    await until(() => w.fw.summaries.length === 1, 'the relay to close');
+    expect(w.fw.summaries[0].error).toMatch(/^kernel: read ECONNRESET|^kernel side closed early/);
+  }, 60_000);
+
   it('--handover-every: terminate + re-offload cycles during a relayed 4 MB download; sha256 equal, at least two hand-overs', async () => {
     const w = await world();
     const down = payload(5, 4 << 20);
