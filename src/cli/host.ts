@@ -192,7 +192,8 @@ export async function runHost(args: string[], io: CliIo, stop?: StopSignal): Pro
     : !p.values.has('ip') ? '--ip is required' : !cidr ? `--ip must be A.B.C.D/N, not '${p.values.get('ip')}'`
       : gw !== undefined && !parseCidr(`${gw}/32`) ? `--gateway must be an IPv4 address, not '${gw}'`
         : !policy ? '--offload must be never, after-handshake, bytes:N or manual'
-          : !isLogLevel(level) ? `--log-level must be one of ${LOG_LEVELS.join(', ')}` : typeof relays === 'string' ? relays : undefined);
+          : !isLogLevel(level) ? `--log-level must be one of ${LOG_LEVELS.join(', ')}` : typeof relays === 'string' ? relays
+            : relays.handoverEveryMs !== undefined && policy === 'never' ? '--handover-every needs offloaded connections: not with --offload never' : undefined);
   if (problem || !socket || !cidr || !policy || !isLogLevel(level) || typeof relays === 'string') {
     io.err(`chimney host: ${problem}\n\n${HOST_HELP}`);
     return 2;

@@ -132,6 +132,8 @@ describe('forwarder options (issue 6, item 3)', () => {
     expect(err.join('\n')).toContain("chimney host: --forward must be LOCAL_ADDR:PORT=REMOTE_ADDR:PORT, not '8080:10.0.0.2:80'");
     expect(await main(['host', '--socket', 's', '--ip', '10.0.0.1/24', '--handover-every', 'often'], io)).toBe(2);
     expect(err.join('\n')).toContain("chimney host: --handover-every must be a number of milliseconds >= 1, not 'often'");
+    expect(await main(['host', '--socket', 's', '--ip', '10.0.0.1/24', '--handover-every', '100', '--offload', 'never'], io)).toBe(2);
+    expect(err.join('\n')).toContain('chimney host: --handover-every needs offloaded connections: not with --offload never');
   });
 
   it('parseArgs keeps every value of a repeated option, and the last one in values', () => {
