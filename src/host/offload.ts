@@ -15,7 +15,8 @@ import { deferOn } from '../link/scheduler.js';
 import { TcpConnection } from '../tcp/connection.js';
 import type { Scheduler } from '../tcp/driver.js';
 import { TcpState as S, type TcpConfig, type TcpExport } from '../tcp/types.js';
-import type { TcpSegment } from '../wire/tcp-segment.js';
+import { cloneSegment, type TcpSegment } from '../wire/tcp-segment.js';
+import { encodeTcp } from '../wire/tcp.js';
 import type { ChimneyLink } from './chimney-link.js';
 import type { OffloadControl, OffloadIo, TcpSocket } from './socket.js';
 
@@ -58,6 +59,8 @@ export interface OffloadStats {
 /** States an established connection can be offloaded in (the handshake stays on the host). */
 const OFFLOADABLE = new Set<S>([S.Established, S.FinWait1, S.FinWait2, S.CloseWait, S.Closing, S.LastAck]);
 const MAX_REQUEST = 64 * 1024;
+/** Segments per TcpForward message (about 100 KB of full-sized segments). */
+const FORWARD_BATCH = 64;
 const EMPTY = new Uint8Array(0);
 const TERMINATE_BLOCKS = { neighbor: 1, path: 2, tcp: 3 } as const;
 
@@ -86,6 +89,8 @@ class OffloadEntry implements OffloadIo {
   uploadInProgress: SendRequest[] = [];
   /** Segments of the 4-tuple that reached the host meanwhile (copied). */
   held: TcpSegment[] = [];
+  /** Held segments forwarded to the target after the initiate, by request id, until completed. */
+  forwarding = new Map<number, TcpSegment>();
   /** An indication was refused: from then on data comes through posted receive requests only. */
   refused = false;
   receivePosted = false;
@@ -169,7 +174,7 @@ class OffloadEntry implements OffloadIo {
 class HoldHandler {
   constructor(private readonly into: TcpSegment[]) {}
   input(seg: TcpSegment): void {
-    this.into.push({ ...seg, payload: seg.payload.slice(), options: { ...seg.options, sack: seg.options.sack?.map((b) => ({ ...b })) } });
+    this.into.push(cloneSegment(seg));
   }
 }
 
@@ -372,6 +377,8 @@ export class OffloadManager implements OffloadControl {
     entry.pathCtx = by.get(TERMINATE_BLOCKS.path)?.ctx ?? 0;
     entry.phase = 'offloaded';
     this.byCtx.set(entry.ctx, entry);
+    // Before anything else of this connection reaches the target (the stream keeps the order).
+    this.forwardHeld(entry);
     for (const w of entry.initiateWaiters.splice(0)) w.resolve();
     const s = entry.socket;
     if (entry.abortPending) {
@@ -382,6 +389,42 @@ export class OffloadManager implements OffloadControl {
     s.offloadWritable();
     if (entry.endPending) entry.sendDisconnect(true);
     if (entry.terminateAfterInitiate) void this.terminate(s).catch(() => {});
+  }
+
+  /**
+   * Spec 2.6: segments that reached the host during the initiate were neither processed nor
+   * acknowledged here; the target owns the connection now, so they go to it, followed by an empty
+   * TcpForward: the target holds the connection's wire segments until that one arrives (the
+   * hand-over barrier in docs/ipc-protocol.md), so the peer never sees a hole being reported.
+   */
+  private forwardHeld(entry: OffloadEntry): void {
+    const held = entry.held.splice(0);
+    for (let i = 0; i < held.length; i += FORWARD_BATCH) {
+      const segments = held.slice(i, i + FORWARD_BATCH).map((seg) => {
+        const requestId = this.nextRequestId();
+        entry.forwarding.set(requestId, seg);
+        return { requestId, tcpBytes: encodeTcp(seg) };
+      });
+      this.link.sendMessage({ type: 'TcpForward', ctx: entry.ctx, segments });
+    }
+    this.link.sendMessage({ type: 'TcpForward', ctx: entry.ctx, segments: [] }); // the barrier's end
+  }
+
+  /** Spec 2.6: refused with UPLOAD_IN_PROGRESS, the host processes them after the terminate. */
+  private onForwardComplete(m: MessageOf<'TcpForwardComplete'>): void {
+    const back = new Map<OffloadEntry, TcpSegment[]>();
+    for (const e of m.entries) {
+      const entry = this.byCtx.get(e.ctx);
+      const seg = entry?.forwarding.get(e.requestId);
+      if (entry === undefined || seg === undefined) continue;
+      entry.forwarding.delete(e.requestId);
+      if (e.status !== Status.UPLOAD_IN_PROGRESS) continue; // processed, or the connection was reset
+      const list = back.get(entry) ?? [];
+      list.push(seg);
+      back.set(entry, list);
+    }
+    // Older than anything held since the forward: they go first.
+    for (const [entry, list] of back) entry.held.unshift(...list);
   }
 
   /** The target did not take the connection: the host engine continues from the export. */
@@ -528,6 +571,9 @@ export class OffloadManager implements OffloadControl {
       }
       case 'TcpSendComplete':
         this.onSendComplete(m);
+        return;
+      case 'TcpForwardComplete':
+        this.onForwardComplete(m);
         return;
       case 'TcpReceiveComplete':
         for (const e of m.entries) {

@@ -291,7 +291,7 @@ export const MESSAGES = {
   TcpForward: m(0x0024, 'host->target', '2.6', 'hand received, unacknowledged segments to the target', refine(
     struct('TcpForward', 'segments for one connection', {
       ctx,
-      segments: f(array(forwardSegment, { max: MAX_LIST, min: 1 }), 'the segments, in order', '2.6'),
+      segments: f(array(forwardSegment, { max: MAX_LIST }), 'the segments, in order; empty: the hand-over barrier after an initiate (no completion)', '2.6'),
     }),
     'requestIds are unique in the list',
     (s) => unique(s.segments.map((b) => b.requestId), 'requestId'),

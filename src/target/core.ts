@@ -19,7 +19,7 @@ import type { Scheduler } from '../tcp/driver.js';
 import { macEquals, ZERO_MAC } from '../wire/addresses.js';
 import { buildTcpFrame, parseFrame } from '../wire/frame.js';
 import { parseTcp } from '../wire/tcp.js';
-import { TCP_ACK, TCP_RST, TCP_SYN, TCP_URG, type TcpSegment } from '../wire/tcp-segment.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, TCP_URG, cloneSegment, type TcpSegment } from '../wire/tcp-segment.js';
 import { seqAdd, seqGe, seqLe, seqLt } from '../wire/seq.js';
 import { TcpState as EngineState } from '../tcp/types.js';
 import {
@@ -47,6 +47,8 @@ export const DEFAULT_LIMITS: TargetLimits = {
   maxBufferedBytes: 512 * 1024 * 1024,
 };
 
+export const DEFAULT_FORWARD_WAIT_MS = 100;
+
 export interface TargetCoreOptions {
   scheduler: Scheduler;
   /** The interface MAC (source MAC when a neighbor's DlSourceAddress is zero). */
@@ -55,6 +57,12 @@ export interface TargetCoreOptions {
   /** How outstanding send data is disposed of at terminate ('alternate' flips per terminate). */
   terminateSendMode?: TerminateSendMode | 'alternate';
   congestionControl?: 'newreno' | 'cubic';
+  /**
+   * How long a freshly offloaded connection's wire segments wait for the host's first TcpForward
+   * (the segments it held during the initiate; docs/ipc-protocol.md, hand-over barrier). 0: no
+   * wait. Default 100 ms: a host that never sends the barrier costs one short stall per offload.
+   */
+  forwardWaitMs?: number;
   toHost(msg: TargetMessage): void;
   toWire(frame: Uint8Array): void;
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
@@ -269,9 +277,11 @@ export class TargetCore {
         if (!t) return;
         const segs = msg.segments.map((s) => {
           const seg = parseTcp(s.tcpBytes);
-          return { requestId: s.requestId, segment: typeof seg === 'string' ? undefined : copySegment(seg) };
+          return { requestId: s.requestId, segment: typeof seg === 'string' ? undefined : cloneSegment(seg) };
         });
-        this.send({ type: 'TcpForwardComplete', entries: t.conn.forward(segs) });
+        const entries = t.conn.forward(segs);
+        // An empty forward is the post-initiate barrier (2.6 note): nothing to complete.
+        if (entries.length > 0) this.send({ type: 'TcpForwardComplete', entries });
         this.settleTerminates();
         return;
       }
@@ -384,6 +394,7 @@ export class TargetCore {
       pathMss: p.state.cached.pathMtu - ipHeader - 20,
       scheduler: this.o.scheduler, ledger: this.ledger,
       congestionControl: this.o.congestionControl ?? 'cubic',
+      forwardWaitMs: this.o.forwardWaitMs ?? DEFAULT_FORWARD_WAIT_MS,
       sinks: {
         segments: (segs) => this.transmit(ctx, segs),
         host: (m) => {
@@ -703,11 +714,6 @@ export class TargetCore {
 
 function readU32(a: Uint8Array): number {
   return ((a[0] << 24) | (a[1] << 16) | (a[2] << 8) | a[3]) >>> 0;
-}
-
-/** Parsed segments are views into a frame buffer the link reuses: keep our own copy. */
-function copySegment(s: TcpSegment): TcpSegment {
-  return { ...s, payload: s.payload.slice(), options: { ...s.options, sack: s.options.sack?.map((b) => ({ ...b })) } };
 }
 
 /** Spec 4.8: an URG segment counts only with its sequence number in the window and a valid ACK. */

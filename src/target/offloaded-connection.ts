@@ -8,7 +8,7 @@
 import { TcpConnection } from '../tcp/connection.js';
 import { ConnectionDriver, type Scheduler } from '../tcp/driver.js';
 import { TcpState as EngineState, type TcpConfig, type TcpEvent, type TcpExport } from '../tcp/types.js';
-import type { TcpSegment } from '../wire/tcp-segment.js';
+import { cloneSegment, type TcpSegment } from '../wire/tcp-segment.js';
 import type { BufferLedger } from '../chimney/buffer-ledger.js';
 import { ReceiveDelivery, type ReceivePost } from '../chimney/delivery.js';
 import type { TargetMessage } from '../ipc/messages.js';
@@ -72,7 +72,15 @@ export interface OffloadOptions {
   ledger: BufferLedger;
   sinks: ConnectionSinks;
   congestionControl: TcpConfig['congestionControl'];
+  /**
+   * Hand-over barrier (spec 2.6 note in docs/ipc-protocol.md): how long wire segments wait for the
+   * host's first TcpForward after the initiate; 0 processes them at once.
+   */
+  forwardWaitMs?: number;
 }
+
+/** Wire segments a fresh connection queues at most while it waits for the host's forward. */
+const FORWARD_WAIT_MAX_SEGMENTS = 4096;
 
 /** The engine configuration the chimney state and parameters imply. */
 export function engineConfigFor(state: TcpState, params: TargetParameters, pathMss: number, cc: TcpConfig['congestionControl']): Partial<TcpConfig> {
@@ -184,6 +192,12 @@ export class OffloadedConnection {
   /** Spec 4.8 in-order SYN (R113): the connection is dead and is uploaded in Closed state. */
   forcedClosed = false;
   phase: ConnectionPhase = 'live';
+  /**
+   * Right after the import, segments the host received during the initiate are still on their way
+   * here (it forwards them after InitiateOffloadComplete). Wire segments wait for them, or the
+   * engine would see a hole and answer with duplicate ACKs that make the peer retransmit.
+   */
+  private forwardWait: { queue: TcpSegment[]; timer: unknown } | undefined;
   /** Sends completed with SUCCESS / chained / completed otherwise, for the ownership ledger. */
   readonly counters = { sendsCompleted: 0, receivesCompleted: 0, indications: 0, segmentsIn: 0 };
 
@@ -229,6 +243,9 @@ export class OffloadedConnection {
       events: (evs) => { this.checkProgress(); this.onEngineEvents(evs); },
     });
     this.afterDelivery();
+    if ((o.forwardWaitMs ?? 0) > 0) {
+      this.forwardWait = { queue: [], timer: o.scheduler.schedule(o.scheduler.now() + o.forwardWaitMs!, () => this.endForwardWait()) };
+    }
   }
 
   /**
@@ -253,8 +270,33 @@ export class OffloadedConnection {
   /** A segment of this connection from the wire (or forwarded by the host). */
   input(seg: TcpSegment): void {
     if (this.phase !== 'live' || this.aborted) return;
+    const w = this.forwardWait;
+    if (w !== undefined) {
+      w.queue.push(cloneSegment(seg)); // the caller's segment is a view into a reused frame buffer
+      if (w.queue.length >= FORWARD_WAIT_MAX_SEGMENTS) this.endForwardWait();
+      return;
+    }
     this.counters.segmentsIn++;
     this.driver.input(seg);
+  }
+
+  /** True while wire segments wait for the host's first forward. */
+  get awaitingForward(): boolean {
+    return this.forwardWait !== undefined;
+  }
+
+  private dropForwardWait(): void {
+    if (this.forwardWait !== undefined) this.scheduler.cancel(this.forwardWait.timer);
+    this.forwardWait = undefined;
+  }
+
+  /** The host's forward arrived (or the wait timed out): process what waited, in arrival order. */
+  private endForwardWait(): void {
+    const w = this.forwardWait;
+    if (w === undefined) return;
+    this.forwardWait = undefined;
+    this.scheduler.cancel(w.timer);
+    for (const seg of w.queue) this.input(seg);
   }
 
   // ------------------------------------------------------------------------------ host requests
@@ -302,6 +344,7 @@ export class OffloadedConnection {
     void flags;
     if (!graceful) {
       // R84/R85: RST, every send aborted, then the disconnect completes; nothing more is acknowledged.
+      this.dropForwardWait();
       this.driver.run((c, now) => c.abort(now));
       this.aborted = true;
       this.completeSends(this.sendQueue.abort());
@@ -319,12 +362,16 @@ export class OffloadedConnection {
   }
 
   forward(segments: ReadonlyArray<{ requestId: number; segment: TcpSegment | undefined }>): Array<{ ctx: number; requestId: number; status: number }> {
-    return segments.map(({ requestId, segment }) => {
+    const results = segments.map(({ requestId, segment }) => {
       if (this.aborted) return { ctx: this.ctx, requestId, status: Status.REQUEST_ABORTED };
       if (this.phase !== 'live' || this.uploadRequested) return { ctx: this.ctx, requestId, status: Status.UPLOAD_IN_PROGRESS };
       if (segment) this.driver.input(segment);
       return { ctx: this.ctx, requestId, status: Status.SUCCESS };
     });
+    // An empty forward ends the hand-over barrier: everything the host held was forwarded before
+    // it and is older than anything that waited here, which is processed now.
+    if (segments.length === 0) this.endForwardWait();
+    return results;
   }
 
   /** CACHED update (spec 2.2; R57, R59, R60). */
@@ -378,6 +425,8 @@ export class OffloadedConnection {
   /** Enter the terminate: no more TCP processing or transmission (R23, spec 6.2 step 1). */
   beginTerminate(): void {
     if (this.phase !== 'live') return;
+    // Segments that arrived before the terminate are the connection's: processed, not lost.
+    this.endForwardWait();
     this.phase = 'terminating';
     this.stopPushTimer();
   }
@@ -427,6 +476,7 @@ export class OffloadedConnection {
   /** The host binding is gone: abort (RST) and drop everything (issue 4, item 3). */
   destroy(): void {
     if (this.phase === 'gone') return;
+    this.dropForwardWait();
     if (this.engine.isSynchronized) this.driver.run((c, now) => c.abort(now));
     this.driver.stop();
     this.stopPushTimer();

@@ -52,6 +52,11 @@ export function segmentLength(seg: TcpSegment): number {
   return seg.payload.length + (seg.flags & TCP_SYN ? 1 : 0) + (seg.flags & TCP_FIN ? 1 : 0);
 }
 
+/** An independent copy: parsed segments are views into frame buffers that links reuse. */
+export function cloneSegment(s: TcpSegment): TcpSegment {
+  return { ...s, payload: s.payload.slice(), options: { ...s.options, sack: s.options.sack?.map((b) => ({ ...b })), ts: s.options.ts && { ...s.options.ts } } };
+}
+
 export function flagsToString(flags: number): string {
   const names: Array<[number, string]> = [
     [TCP_SYN, 'S'], [TCP_FIN, 'F'], [TCP_RST, 'R'], [TCP_PSH, 'P'], [TCP_ACK, '.'], [TCP_URG, 'U'], [TCP_ECE, 'E'], [TCP_CWR, 'W'],

@@ -152,6 +152,13 @@ function put4(out: Uint8Array, o: number, a: number, b: number, c: number, d: nu
   out[o + 3] = d;
 }
 
+/** A segment as TCP header + payload bytes without checksum (e.g. for a TcpForward buffer). */
+export function encodeTcp(seg: TcpSegment): Uint8Array {
+  const out = new Uint8Array(tcpHeaderLength(seg.options) + seg.payload.length);
+  buildTcp(seg, out);
+  return out;
+}
+
 /**
  * Writes header, options, payload and (with `pseudoBase`) checksum at `offset`; returns the offset
  * past the payload. Options are laid out like Linux's tcp_options_write: MSS; SACK_PERM+TS or

@@ -318,6 +318,8 @@ export class ChimneySim {
         this.neighborCtx = byId.get(1)!.ctx;
         this.pathCtx = byId.get(2)!.ctx;
         this.ctx = t.ctx;
+        // The hand-over barrier (docs/ipc-protocol.md): nothing was held during the initiate here.
+        this.later(() => { if (this.ctx === t.ctx && !this.terminating) this.core.onHostMessage({ type: 'TcpForward', ctx: t.ctx!, segments: [] }); });
         this.postReceive();
         this.postReceive();
         this.later(() => this.hostPump());
@@ -657,7 +659,7 @@ export class CoreBench {
     const opId = this.opId();
     const [nb, pb, tb] = [this.blockId(), this.blockId(), this.blockId()];
     const before = this.all.length;
-    this.core.onHostMessage({
+    this.host({
       type: 'InitiateOffload', opId, blocks: [{
         blockId: nb, role: 'new', layer: 'neighbor', handle: 1, state: opts.neighbor ?? benchNeighbor(),
         children: [{ blockId: pb, role: 'new', layer: 'path', handle: 2, state: opts.path ?? benchPath(), children: [{ blockId: tb, role: 'new', layer: 'tcp', handle: opts.handle ?? 3, state: tcp, children: [] }] }],
@@ -693,7 +695,26 @@ export class CoreBench {
     this.sim.runUntil(this.sim.now + ms, { maxEvents: 1_000_000 });
   }
 
+  /** A host message; after an initiate, the hand-over barrier a host sends (empty TcpForward). */
   host(m: HostMessage): void {
+    const before = this.all.length;
     this.core.onHostMessage(m);
+    if (m.type === 'InitiateOffload' && this.barrier) this.sendBarriers(m, this.all.slice(before));
+  }
+
+  /** Set false to play a host that never sends the post-initiate forward. */
+  barrier = true;
+
+  private sendBarriers(m: MessageOf<'InitiateOffload'>, out: TargetMessage[]): void {
+    const tcpBlocks = new Set<number>();
+    const walk = (b: MessageOf<'InitiateOffload'>['blocks'][number]): void => {
+      if (b.layer === 'tcp') tcpBlocks.add(b.blockId);
+      b.children.forEach(walk);
+    };
+    m.blocks.forEach(walk);
+    const done = out.find((x): x is MessageOf<'InitiateOffloadComplete'> => x.type === 'InitiateOffloadComplete' && x.opId === m.opId);
+    for (const r of done?.results ?? []) {
+      if (tcpBlocks.has(r.blockId) && r.status === Status.SUCCESS && r.ctx !== undefined) this.core.onHostMessage({ type: 'TcpForward', ctx: r.ctx, segments: [] });
+    }
   }
 }
