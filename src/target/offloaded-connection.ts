@@ -492,7 +492,7 @@ export class OffloadedConnection {
 
   /** Spec 3.4: the send data worth keeping outstanding here: min(cwnd, peer window), >= 1 MSS. */
   sendBacklog(): number {
-    return Math.min(Math.max(this.engine.cwnd, this.engine.mss), this.engine.sndWnd || this.engine.cwnd);
+    return Math.floor(Math.min(Math.max(this.engine.cwnd, this.engine.mss), this.engine.sndWnd || this.engine.cwnd)); // CUBIC cwnd is fractional; the field is u32
   }
 
   /**

@@ -16,6 +16,7 @@ import { ConnectionDriver } from '../../src/tcp/driver.js';
 import { TcpState as S, type TcpConfig, type TcpExport } from '../../src/tcp/types.js';
 import { TargetCore } from '../../src/target/core.js';
 import type { HostMessage, MessageOf, TargetMessage } from '../../src/ipc/messages.js';
+import { encodeFrame } from '../../src/ipc/codec.js';
 import { Status } from '../../src/chimney/status.js';
 import { TCP_CACHED_FLAG, TCP_CONST_FLAG, TcpEventType, type NeighborState, type PathState, type TcpState as ChimneyTcpState } from '../../src/chimney/state.js';
 import { buildTcpFrame, parseFrame } from '../../src/wire/frame.js';
@@ -612,11 +613,12 @@ export class CoreBench {
   pathCtx = 0;
   ctx = 0;
 
-  constructor(opts: { limits?: ConstructorParameters<typeof TargetCore>[0]['limits']; terminateSendMode?: 'chain' | 'complete' } = {}) {
+  constructor(opts: { limits?: ConstructorParameters<typeof TargetCore>[0]['limits']; terminateSendMode?: 'chain' | 'complete'; congestionControl?: 'newreno' | 'cubic' } = {}) {
     this.core = new TargetCore({
       scheduler: simScheduler(this.sim), interfaceMac: HOST_MAC, limits: opts.limits, terminateSendMode: opts.terminateSendMode ?? 'chain',
-      congestionControl: 'newreno',
-      toHost: (m) => { this.all.push(m); this.inbox.push(m); },
+      congestionControl: opts.congestionControl ?? 'newreno',
+      // Every message must pass the real codec, as it would on the IPC socket (throws otherwise).
+      toHost: (m) => { encodeFrame(m); this.all.push(m); this.inbox.push(m); },
       toWire: (f) => {
         const p = parseFrame(f);
         if (typeof p === 'string' || !p.tcp || !p.ip || p.ip.version !== 4) throw new Error(`target sent an unparsable frame: ${String(p)}`);

@@ -135,6 +135,21 @@ describe('update, query, invalidate requirements (spec 2.2-2.4, R57-R66)', () =>
     expect(qs[1].results[0].tcp!.delegated).toEqual(d);
   });
 
+  it('R62: under CUBIC (fractional cwnd) the query answer and the backlog indications still carry whole numbers (the codec accepts them)', () => {
+    const b = new CoreBench({ congestionControl: 'cubic' });
+    const st = benchTcp({ chain: [seqBytes(1000, 20_000)], cwnd: 10 * 1460 });
+    st.delegated.ssthresh = 2 * 1460; // congestion avoidance, where CUBIC's window grows by fractions
+    b.initiate(st);
+    for (let una = 2460; una < 21000 + 1460; una += 1460) {
+      b.peer({ seq: 5000, ack: Math.min(una, 21000) });
+      b.advance(5);
+    }
+    b.host({ type: 'QueryOffload', opId: 83, blocks: [{ blockId: 3, ctx: b.ctx, layer: 'tcp', children: [] }] });
+    const d = only(b.take(), 'QueryOffloadComplete')[0].results[0].tcp!.delegated!;
+    expect(Number.isInteger(d.sendBacklogSize)).toBe(true);
+    expect(d.sndUna).toBe(21000);
+  });
+
   it('R64/R65: after invalidating the neighbor nothing more is sent (new data or retransmission) and each connection is asked for with InvalidState', () => {
     const b = new CoreBench();
     b.initiate(benchTcp({ chain: [seqBytes(1000, 100)], rtTimeoutDelta: 100 }));
