@@ -245,6 +245,9 @@ export class OffloadedConnection {
     this.afterDelivery();
     if ((o.forwardWaitMs ?? 0) > 0) {
       this.forwardWait = { queue: [], timer: o.scheduler.schedule(o.scheduler.now() + o.forwardWaitMs!, () => this.endForwardWait()) };
+      // The acknowledgments of the wait are queued or being forwarded: a retransmission timeout
+      // now would resend data the peer already has (seen under load: a 4 MB go-back-N storm).
+      this.driver.holdTimers(true);
     }
   }
 
@@ -288,6 +291,7 @@ export class OffloadedConnection {
   private dropForwardWait(): void {
     if (this.forwardWait !== undefined) this.scheduler.cancel(this.forwardWait.timer);
     this.forwardWait = undefined;
+    this.driver.holdTimers(false);
   }
 
   /** The host's forward arrived (or the wait timed out): process what waited, in arrival order. */
@@ -297,6 +301,7 @@ export class OffloadedConnection {
     this.forwardWait = undefined;
     this.scheduler.cancel(w.timer);
     for (const seg of w.queue) this.input(seg);
+    this.driver.holdTimers(false);
   }
 
   // ------------------------------------------------------------------------------ host requests

@@ -26,6 +26,7 @@ export class ConnectionDriver {
   private timer: unknown;
   private timerAt: number | undefined;
   private stopped = false;
+  private timersHeld = false;
 
   constructor(
     readonly conn: TcpConnection,
@@ -49,6 +50,22 @@ export class ConnectionDriver {
   /** Stop driving (the connection was handed elsewhere or is gone). Output already taken stays sent. */
   stop(): void {
     this.stopped = true;
+    this.disarm();
+  }
+
+  /**
+   * While held, no timer fires (deadlines stay in the engine); releasing arms the earliest one,
+   * at once when it is overdue. For a connection whose acknowledgments are known to be on their
+   * way (e.g. queued behind a hand-over): a retransmission now would resend acknowledged data.
+   */
+  holdTimers(held: boolean): void {
+    if (this.timersHeld === held) return;
+    this.timersHeld = held;
+    if (held) this.disarm();
+    else this.flush();
+  }
+
+  private disarm(): void {
     if (this.timer !== undefined) this.scheduler.cancel(this.timer);
     this.timer = undefined;
     this.timerAt = undefined;
@@ -64,7 +81,7 @@ export class ConnectionDriver {
     if (segs.length > 0) this.sinks.segments(segs, this.conn);
     const evs = this.conn.takeEvents();
     if (evs.length > 0) this.sinks.events(evs, this.conn);
-    if (this.stopped) return;
+    if (this.stopped || this.timersHeld) return;
     const next = this.conn.nextDeadline();
     if (next === this.timerAt) return;
     if (this.timer !== undefined) this.scheduler.cancel(this.timer);

@@ -65,6 +65,24 @@ describe('hand-over barrier (spec 2.6, docs/ipc-protocol.md section 7)', () => {
     expect(seen.at(-1)).toBe(RCV_NXT + 4 * MSS);
   });
 
+  it('spec 2.6 / RFC 6298: no retransmission timeout fires while the acknowledgments wait behind the barrier', () => {
+    const b = new CoreBench();
+    b.barrier = false;
+    // 3,000 bytes in flight (SndNxt = SndMax), the host's RTO due 10 ms after the import.
+    b.initiate(benchTcp({ rcvNxt: RCV_NXT, chain: [seqBytes(1000, 3000)], sndNxt: 4000, sndMax: 4000, rtTimeoutDelta: 10 }));
+    b.take();
+    b.takeWire();
+    b.peer({ seq: RCV_NXT, ack: 4000 }); // the peer has it all; its ACK waits for the barrier
+    b.advance(50);
+    expect(b.takeWire(), 'no retransmission while the ACK waits').toEqual([]);
+    forward(b, []);
+    b.advance(1000);
+    expect(b.takeWire().filter((w) => w.seg.payload.length > 0), 'nothing resent after the ACK is processed').toEqual([]);
+    b.terminate();
+    const done = b.all.find((m) => m.type === 'TerminateOffloadComplete');
+    expect(done?.type === 'TerminateOffloadComplete' ? done.results.find((r) => r.tcp)?.tcp?.delegated?.sndUna : undefined).toBe(4000);
+  });
+
   it('spec 2.6: without the barrier (the empty forward never comes) the wait ends after forwardWaitMs and the data is processed', () => {
     const b = bench();
     b.peer({ seq: RCV_NXT, payload: seqBytes(RCV_NXT, MSS) });
