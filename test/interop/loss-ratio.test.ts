@@ -169,8 +169,10 @@ describe.skipIf(reason !== '')('loss recovery against Linux through the userspac
     const [a0, b0] = [await tcpCounters(lab, nsA), await tcpCounters(lab, nsB)];
     const server = spawnPeer(lab, nsA, { role: 'server', port: PORT, send: BYTES, close: 'after-peer-end' });
     await server.proc.waitForOutput(/"event":"listening"/, 20_000);
+    const tBase = Date.now();
     const client = spawnPeer(lab, nsB, { role: 'client', host: '10.79.0.1', port: PORT, send: BYTES, close: 'end' });
     const [rs, rc] = await Promise.all([server.done(40_000), client.done(40_000)]) as [PeerReport, PeerReport];
+    const baseSecs = (Date.now() - tBase) / 1000;
     const baseFile = await dumpB.stop();
     const [aD, bD] = [delta(a0, await tcpCounters(lab, nsA)), delta(b0, await tcpCounters(lab, nsB))];
     expect(rs.error).toBeUndefined();
@@ -189,12 +191,14 @@ describe.skipIf(reason !== '')('loss recovery against Linux through the userspac
     const peer = spawnPeer(rig.lab, rig.peerNs, { role: 'server', port: PORT, send: BYTES, close: 'after-peer-end' });
     await peer.proc.waitForOutput(/"event":"listening"/, 20_000);
     const up = randomBytes(BYTES);
+    const tOff = Date.now();
     const sock = rig.stack.connect({ host: rig.peerIp, port: PORT });
     const c = new Collector(sock);
     sock.once('connect', () => {
       void until(() => sock.offloaded, 5_000, 'offloaded').then(() => writeAll(sock, up), () => writeAll(sock, up));
     });
     const [report] = await Promise.all([peer.done(50_000), until(() => c.closed, 50_000, 'stack socket closed')]);
+    const offSecs = (Date.now() - tOff) / 1000;
     const file = await dump.stop();
     const kD = delta(k0, await tcpCounters(rig.lab, rig.peerNs));
     expect(c.error).toBeUndefined();
@@ -207,9 +211,9 @@ describe.skipIf(reason !== '')('loss recovery against Linux through the userspac
 
     const ratio = (rtx: number, drops: number): string => (drops === 0 ? 'n/a' : (rtx / drops).toFixed(2));
     console.info(`loss ratio (${BYTES / MB} MB each way, ${JSON.stringify(IMPAIR)}):\n` +
-      `  Linux -> Linux: a->b ${JSON.stringify(baseIn)}; sender a ${JSON.stringify(aD)}; receiver b ${JSON.stringify(bD)}; ` +
+      `  Linux -> Linux (${baseSecs.toFixed(1)} s): a->b ${JSON.stringify(baseIn)}; sender a ${JSON.stringify(aD)}; receiver b ${JSON.stringify(bD)}; ` +
       `capture: rtx ${baseline.retransmissions}, D-SACKs ${baseline.dsacks} (${baseline.unfounded.length} not matched: ${baseline.unfounded.slice(0, 3).join(', ')}); ratio rtx/drops ${ratio(aD.RetransSegs!, baseIn.dropped)}\n` +
-      `  Linux -> offloaded: ${JSON.stringify(offIn)}; sender ${JSON.stringify(kD)}; ` +
+      `  Linux -> offloaded (${offSecs.toFixed(1)} s): ${JSON.stringify(offIn)}; sender ${JSON.stringify(kD)}; ` +
       `capture: rtx ${offloaded.retransmissions}, D-SACKs ${offloaded.dsacks}; ratio rtx/drops ${ratio(kD.RetransSegs!, offIn.dropped)}`);
     expect(offloaded.unfounded).toEqual([]);
     expect(offIn.dropped).toBeGreaterThan(0);
