@@ -47,7 +47,7 @@ export const DEFAULT_LIMITS: TargetLimits = {
   maxBufferedBytes: 512 * 1024 * 1024,
 };
 
-export const DEFAULT_FORWARD_WAIT_MS = 100;
+export const DEFAULT_FORWARD_WAIT_MS = 1000;
 
 export interface TargetCoreOptions {
   scheduler: Scheduler;
@@ -60,7 +60,8 @@ export interface TargetCoreOptions {
   /**
    * How long a freshly offloaded connection's wire segments wait for the host's first TcpForward
    * (the segments it held during the initiate; docs/ipc-protocol.md, hand-over barrier). 0: no
-   * wait. Default 100 ms: a host that never sends the barrier costs one short stall per offload.
+   * wait. Default 1 s: the barrier is part of the protocol, and on a loaded machine a host's
+   * round trip took over 100 ms; a host that never sends it costs one stall per offload.
    */
   forwardWaitMs?: number;
   toHost(msg: TargetMessage): void;

@@ -8,6 +8,7 @@ import { CoreBench, benchTcp, seqBytes } from '../support/chimney-sim.js';
 import type { TargetMessage } from '../../src/ipc/messages.js';
 import { Status } from '../../src/chimney/status.js';
 import { encodeTcp } from '../../src/wire/tcp.js';
+import { DEFAULT_FORWARD_WAIT_MS } from '../../src/target/core.js';
 import { TCP_ACK, type TcpSegment } from '../../src/wire/tcp-segment.js';
 
 const RCV_NXT = 5000;
@@ -51,7 +52,7 @@ describe('hand-over barrier (spec 2.6, docs/ipc-protocol.md section 7)', () => {
     forward(b, [peerSegment(RCV_NXT, MSS), peerSegment(RCV_NXT + MSS, MSS)]);
     const completions = b.take().filter((m) => m.type === 'TcpForwardComplete');
     expect(completions).toHaveLength(1);
-    b.advance(50); // the delayed ACK of the forwarded data; still within forwardWaitMs (100)
+    b.advance(50); // the delayed ACK of the forwarded data; well within forwardWaitMs
     const beforeBarrier = acks(b);
     expect(beforeBarrier.every((a) => a.ack <= RCV_NXT + 2 * MSS), 'the wire segments still wait: more forwards may follow').toBe(true);
     forward(b, []);
@@ -86,7 +87,7 @@ describe('hand-over barrier (spec 2.6, docs/ipc-protocol.md section 7)', () => {
   it('spec 2.6: without the barrier (the empty forward never comes) the wait ends after forwardWaitMs and the data is processed', () => {
     const b = bench();
     b.peer({ seq: RCV_NXT, payload: seqBytes(RCV_NXT, MSS) });
-    b.advance(99);
+    b.advance(DEFAULT_FORWARD_WAIT_MS - 1);
     expect(b.takeWire()).toEqual([]);
     b.advance(2);
     b.advance(200); // the delayed ACK
