@@ -235,9 +235,9 @@ describe('forwarders over the target (issue 6, item 3)', () => {
     expect(w.fw.stats).toEqual({ connections: 2, open: 0, failed: 2 });
   }, 60_000);
 
-  it('backpressure: a kernel client that stops reading stops the peer sender (the relay holds a bounded amount); after resuming, 32 MB arrive intact', async () => {
+  it('backpressure: a kernel client that stops reading stops the peer sender (the relay stops reading, the sender stays blocked); after resuming, 16 MB arrive intact', async () => {
     const w = await world();
-    const down = payload(6, 32 << 20);
+    const down = payload(6, 16 << 20);
     let server: TcpSocket | undefined;
     w.peer.listen(80, (s) => { server = s; }, { allowHalfOpen: true });
     const bound = await w.fw.forward({ local: { address: '127.0.0.1', port: 0 }, remote: { address: '10.0.0.2', port: 80 } });
@@ -257,8 +257,13 @@ describe('forwarders over the target (issue 6, item 3)', () => {
       still = now === last && now > 0 ? still + 1 : 0;
       last = now;
     }
-    const held = relayed();
-    expect(held).toBeLessThan(down.length / 2);
+    // What the relay took sits in kernel socket buffers (about 8 MB on loopback here).
+    let sent = false;
+    void sending.then(() => { sent = true; });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(relayed()).toBeLessThan(down.length);
+    expect(sent).toBe(false);
+    expect(server!.writableLength).toBeGreaterThan(0);
     expect(atClient.bytes()).toBe(0);
     client.resume();
     await sending;
