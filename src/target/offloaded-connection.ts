@@ -197,7 +197,7 @@ export class OffloadedConnection {
    * here (it forwards them after InitiateOffloadComplete). Wire segments wait for them, or the
    * engine would see a hole and answer with duplicate ACKs that make the peer retransmit.
    */
-  private forwardWait: { queue: TcpSegment[]; timer: unknown } | undefined;
+  private forwardWait: { queue: TcpSegment[]; timer: unknown; startPending?: boolean } | undefined;
   /** Sends completed with SUCCESS / chained / completed otherwise, for the ownership ledger. */
   readonly counters = { sendsCompleted: 0, receivesCompleted: 0, indications: 0, segmentsIn: 0 };
 
@@ -257,6 +257,12 @@ export class OffloadedConnection {
    * of 0 fires now. The import alone produces no output.
    */
   start(): void {
+    // Behind the hand-over barrier the peer's latest ACKs may still be on their way: a timer the
+    // host exported as due would resend acknowledged data. It runs when the wait ends.
+    if (this.forwardWait !== undefined) {
+      this.forwardWait.startPending = true;
+      return;
+    }
     this.driver.run((c, now) => c.onTimer(now));
   }
 
@@ -301,6 +307,7 @@ export class OffloadedConnection {
     this.forwardWait = undefined;
     this.scheduler.cancel(w.timer);
     for (const seg of w.queue) this.input(seg);
+    if (w.startPending && this.phase === 'live' && !this.aborted) this.start();
     this.driver.holdTimers(false);
   }
 

@@ -211,6 +211,8 @@ async function offloadConnections(client: IpcClient, received: TargetMessage[], 
     blockId: 1, ctx: ctxOf(1), layer: 'neighbor',
     children: [{ blockId: 2, ctx: ctxOf(2), layer: 'path', children: ports.map((_, i) => ({ blockId: 10 + i, ctx: ctxOf(10 + i), layer: 'tcp' as const, children: [] })) }],
   }];
+  // The hand-over barrier (docs/ipc-protocol.md section 7): this host held nothing meanwhile.
+  for (let i = 0; i < ports.length; i++) client.send({ type: 'TcpForward', ctx: ctxOf(10 + i), segments: [] });
   return { hosts, tree, ctxs: ports.map((_, i) => ctxOf(10 + i)) };
 }
 
