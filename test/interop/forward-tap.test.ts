@@ -119,7 +119,7 @@ describe.skipIf(reason !== '')('forwarders: unmodified programs over offloaded c
     await new Promise<void>((r) => (kernelServer ? kernelServer.close(() => r()) : r()));
   }, 30_000);
 
-  it('curl downloads 50 MB from an HTTP server on the Linux peer through --forward while it is terminated and re-offloaded every 100 ms: sha256 equal, the capture shows no gap and no RST before both FINs', async () => {
+  it('curl downloads 50 MB from an HTTP server on the Linux peer through --forward while it is terminated and re-offloaded every 100 ms: sha256 equal, the capture shows no RST and no gap', async () => {
     const r = rig!;
     const file = randomBytes(FILE_BYTES);
     writeFileSync(join(r.dir, 'big.bin'), file);
@@ -155,28 +155,21 @@ describe.skipIf(reason !== '')('forwarders: unmodified programs over offloaded c
     expect(core.terminates - before.terminates).toBeGreaterThanOrEqual(relay.handovers);
     expect(core.framesOffloaded - before.framesOffloaded).toBeGreaterThan(1000);
 
-    // The wire, seen from the peer's side: one connection, no gap, both FINs, no RST from us.
-    const v = verdict(analysis);
+    // The wire, seen from the peer's side: one connection, no RST, no gap, both FINs. (Before the
+    // hand-over barrier of spec 2.6, stale segments held during an initiate were ACKed after the
+    // close and Linux answered with RSTs in about 1 run in 5.)
+    const v = verdict(analysis, { failOnRst: true });
     expect(v.problems).toEqual([]);
     expect(analysis.connections).toHaveLength(1);
     const conn = analysis.connections[0]!;
     for (const d of [conn.ab, conn.ba]) {
+      expect(d.rst).toBeUndefined();
       expect(d.gaps.streamBytes).toBe(0);
       expect(d.fin).toBeDefined();
     }
     const fromPeer = conn.ab.from.startsWith(`${PEER_IP}:`) ? conn.ab : conn.ba;
-    const fromUs = fromPeer === conn.ab ? conn.ba : conn.ab;
     expect(fromPeer.from).toBe(`${PEER_IP}:${HTTP_PORT}`);
-    expect(fromUs.from.startsWith(`${STACK_IP}:`)).toBe(true);
-    expect(fromUs.rst).toBeUndefined();
-    // Known (README limitations, spec 2.6; terminate-tap.test.ts checks the same): segments that
-    // reach the host during an initiate are held until the next terminate, so the last terminate
-    // at the close replays stale ones and the host ACKs them (D-SACK) after Linux closed; Linux
-    // answers those with RSTs. Seen in about 1 run in 5 under load. Any other RST fails here.
-    if (fromPeer.rst) {
-      console.info(`forward: Linux sent ${fromPeer.rst.count} RST(s) after both FINs (stale ACKs after the last terminate)`);
-      expect(fromPeer.rst.firstMs).toBeGreaterThanOrEqual(Math.max(fromUs.fin!.firstMs, fromPeer.fin!.firstMs));
-    }
+    expect(fromPeer.to.startsWith(`${STACK_IP}:`)).toBe(true);
     await server.kill();
   }, 90_000);
 
