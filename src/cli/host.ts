@@ -1,9 +1,9 @@
 /**
  * `chimney host`: the host stack as a process, bound to a target over its Unix socket. The stack
- * runs over a ChimneyLink (frames and offload control on one ordered IPC stream). Applications and
- * forwarders are a later item: for now the process answers ARP/ICMP and keeps the binding alive
- * until SIGTERM/SIGINT or until the target goes away. `connectHost` is also what `chimney start`
- * uses in-process.
+ * runs over a ChimneyLink (frames and offload control on one ordered IPC stream). Unmodified
+ * programs reach it through forwarders (`--forward`, `--expose`: src/host/forwarder.ts); the
+ * process runs until SIGTERM/SIGINT or until the target goes away. `connectHost` is also what
+ * `chimney start` uses in-process.
  */
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
