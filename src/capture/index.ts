@@ -3,3 +3,4 @@ export * from './pcap-writer.js';
 export * from './pcap-reader.js';
 export * from './flow-analysis.js';
 export * from './tsg.js';
+export * from './handover-log.js';

@@ -16,7 +16,7 @@ import {
 import { Status, statusName } from '../chimney/status.js';
 import type { HostMessage, MessageOf, TargetMessage } from '../ipc/messages.js';
 import type { Scheduler } from '../tcp/driver.js';
-import { macEquals, ZERO_MAC } from '../wire/addresses.js';
+import { ipv4ToString, macEquals, ZERO_MAC } from '../wire/addresses.js';
 import { buildTcpFrame, parseFrame } from '../wire/frame.js';
 import { parseTcp } from '../wire/tcp.js';
 import { TCP_ACK, TCP_RST, TCP_SYN, TCP_URG, cloneSegment, type TcpSegment } from '../wire/tcp-segment.js';
@@ -578,7 +578,8 @@ export class TargetCore {
       this.tcps.delete(b.ctx);
       this.flowRemove(t);
       this.paths.get(t.path)?.tcps.delete(b.ctx);
-      this.o.log?.('info', 'connection uploaded', { ctx: b.ctx, handle: t.conn.handle });
+      const flow = `${ipv4ToString(t.localIp)}:${Math.floor(t.ports / 65536)}>${ipv4ToString(t.remoteIp)}:${t.ports % 65536}`;
+      this.o.log?.('info', 'connection uploaded', { ctx: b.ctx, handle: t.conn.handle, flow });
       return { blockId: b.blockId, status: Status.SUCCESS, tcp: { delegated } };
     }
     if (b.layer === 'path') {

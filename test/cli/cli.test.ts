@@ -75,6 +75,37 @@ describe('chimney command', () => {
     expect(await main(['verify'], c.io)).toBe(2);
   });
 
+  it('verify/graph --events: the offload and upload moments of the target log are listed per connection and marked on the graph', async () => {
+    const good = join(dir, 'ev.pcap');
+    writePcap(good, false);
+    const log = join(dir, 'target.log');
+    writeFileSync(log, [
+      JSON.stringify({ level: 30, time: 2, msg: 'connection offloaded', ctx: 1, handle: 3, flow: '10.9.0.2:80>10.9.0.1:4000' }),
+      'not json: a readable line',
+      JSON.stringify({ level: 30, time: 4, msg: 'connection uploaded', ctx: 1, handle: 3, flow: '10.9.0.2:80>10.9.0.1:4000' }),
+      JSON.stringify({ level: 30, time: 5, msg: 'connection offloaded', ctx: 2, handle: 6, flow: '10.9.0.2:81>10.9.0.1:4001' }),
+      JSON.stringify({ level: 30, time: 6, msg: 'target listening' }),
+    ].join('\n'));
+    let c = capture();
+    expect(await main(['verify', good, '--events', log], c.io)).toBe(0);
+    expect(c.out).toContain('  hand-overs: 1 offloads, 1 terminates: offload +0.001 s, terminate +0.003 s');
+    expect(c.out).toContain('note: 1 line(s) of the event log were not JSON and were skipped');
+    c = capture();
+    expect(await main(['verify', good, '--events', log, '--json'], c.io)).toBe(0);
+    const j = JSON.parse(c.out.join('\n')) as { connections: Array<{ handovers: unknown[] }> };
+    expect(j.connections[0].handovers).toEqual([{ timeMs: 2, kind: 'offload', flow: '10.9.0.2:80>10.9.0.1:4000' }, { timeMs: 4, kind: 'terminate', flow: '10.9.0.2:80>10.9.0.1:4000' }]);
+    c = capture();
+    expect(await main(['verify', good, '--events', join(dir, 'no-such.log')], c.io)).toBe(3);
+    expect(c.err.join('\n')).toMatch(/cannot read the event log/);
+    const svg = join(dir, 'ev.svg');
+    c = capture();
+    expect(await main(['graph', good, '--out', svg, '--events', log], c.io)).toBe(0);
+    expect(c.out[0]).toMatch(/2 hand-over marks/);
+    const text = readFileSync(svg, 'utf8');
+    expect(text).toMatch(/>offload</);
+    expect(text).toMatch(/>terminate</);
+  });
+
   it('graph: writes an SVG of the busiest flow (and a PNG when a converter exists)', async () => {
     const good = join(dir, 'g.pcap');
     writePcap(good, false);

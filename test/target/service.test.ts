@@ -377,7 +377,8 @@ describe('target service', () => {
       expect(peer.conns.get(port)!.rsts).toBe(0);
       expect(peer.conns.get(port)!.driver.conn.state).toBe(S.Established);
     }
-    expect(s.logs.filter((l) => l.msg === 'connection uploaded').length).toBe(2);
+    // The flow names what chimney verify --events matches against the capture (same as at offload).
+    expect(s.logs.filter((l) => l.msg === 'connection uploaded').map((l) => l.flow).sort()).toEqual(['10.1.0.1:40001>10.1.0.2:80', '10.1.0.1:40002>10.1.0.2:80']);
     expect(s.logs.some((l) => l.msg === 'target stopped' && l.uploaded === 2 && l.aborted === 0)).toBe(true);
     await expect(stat(s.socketPath)).rejects.toThrow(/ENOENT/);
   });
