@@ -14,26 +14,6 @@ export function isLogLevel(s: string): s is LogLevel {
   return (LOG_LEVELS as readonly string[]).includes(s);
 }
 
-const LEVEL_NAMES: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
-const OMIT = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'name']);
-
-/**
- * One JSON log line as `HH:MM:SS.mmm LEVEL name: msg key=value ...` (UTC).
- * @deprecated cliLogger formats with pino-pretty; only test/cli/target-host.test.ts still uses this.
- */
-export function prettyLine(json: string): string {
-  let o: Record<string, unknown>;
-  try {
-    o = JSON.parse(json) as Record<string, unknown>;
-  } catch {
-    return json;
-  }
-  const t = typeof o.time === 'number' ? new Date(o.time).toISOString().slice(11, 23) : '';
-  const lvl = LEVEL_NAMES[o.level as number] ?? String(o.level);
-  const fields = Object.entries(o).filter(([k]) => !OMIT.has(k)).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
-  return `${t} ${lvl.padEnd(5)} ${o.name ? `${String(o.name)}: ` : ''}${String(o.msg ?? '')}${fields.length ? ` ${fields.join(' ')}` : ''}`;
-}
-
 export interface CliLoggerOptions {
   name: string;
   level?: LogLevel;

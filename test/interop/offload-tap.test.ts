@@ -34,9 +34,9 @@ describe.skipIf(reason !== '')('offloaded connection against Linux TCP (issue 4)
     rig = undefined;
   });
 
-  // 50 MB each way takes ~19 s alone on this 2-core machine; 32 MB leaves room for CI running
-  // files in parallel (OFFLOAD_INTEROP_MB=50 runs the full size).
-  const bytes = SIZE || 32 * MB;
+  // The size issue 4 asks for: 50 MB each way took 15-19 s alone on this 2-core machine (with
+  // D-SACK); the waits leave room for CI running files in parallel. OFFLOAD_INTEROP_MB overrides.
+  const bytes = SIZE || 50 * MB;
   it(`spec 8 / issue 4: offloaded after the handshake, ${bytes / MB} MB each way, 1 % loss and reordering: SHA-256 equal on both ends, capture without RST or stream gap, the target carried it`, async () => {
     rig = await buildOffloadRig({ policy: 'after-handshake', impair: { delayMs: 1, lossPct: 1, reorderPct: 1, seed: 'issue4' } });
     const port = 5101;
@@ -49,7 +49,7 @@ describe.skipIf(reason !== '')('offloaded connection against Linux TCP (issue 4)
     sock.once('connect', () => {
       void until(() => sock.offloaded, 5_000, 'offloaded').then(() => writeAll(sock, up), () => writeAll(sock, up));
     });
-    const [report] = await Promise.all([peer.done(50_000), until(() => c.closed, 50_000, 'stack socket closed')]);
+    const [report] = await Promise.all([peer.done(150_000), until(() => c.closed, 150_000, 'stack socket closed')]);
     const secs = (Date.now() - t0) / 1000;
     const analysis = await cap.stop();
     const st = rig.service.status();
@@ -79,5 +79,5 @@ describe.skipIf(reason !== '')('offloaded connection against Linux TCP (issue 4)
     expect(imp.out.stats.reordered + imp.in.stats.reordered).toBeGreaterThan(0);
     expect(rig.stack.offload!.stats.initiates).toBe(1);
     expect(st.counters.core.framesOffloaded).toBeGreaterThan(bytes / 1448);
-  }, 60_000);
+  }, 180_000);
 });
