@@ -7,6 +7,7 @@
  * same code runs on the virtual clock.
  */
 import type { Scheduler } from '../tcp/driver.js';
+import { macEquals } from '../wire/addresses.js';
 
 export interface ArpCacheOptions {
   /** How long a confirmed entry counts as reachable (default 60 s). */
@@ -43,6 +44,8 @@ export interface ArpCallbacks {
   release(ip: number, mac: Uint8Array, frames: Uint8Array[]): void;
   /** Frames dropped: 'queue-full' (bounded queue) or 'unresolved' (retries exhausted). */
   drop(reason: 'queue-full' | 'unresolved', count: number): void;
+  /** A resolved neighbor answered from a different MAC (e.g. a replaced router). */
+  changed?(ip: number, mac: Uint8Array): void;
 }
 
 interface Entry {
@@ -119,6 +122,7 @@ export class ArpCache {
       e = { ip, mac: undefined, state: 'incomplete', confirmedAt: 0, queue: [], requests: 0, timer: undefined };
       this.entries.set(ip, e);
     }
+    const moved = e.mac !== undefined && !macEquals(e.mac, mac);
     e.mac = mac.slice();
     e.state = 'reachable';
     e.confirmedAt = this.scheduler.now();
@@ -130,6 +134,7 @@ export class ArpCache {
       e.queue = [];
       this.cb.release(ip, e.mac, q);
     }
+    if (moved) this.cb.changed?.(ip, e.mac);
   }
 
   /** A static entry (tests, or a CLI `arp -s`); reachable until it expires like any other. */

@@ -7,7 +7,7 @@
  * target owns the connection are held and processed after the terminate (spec 6.7).
  */
 import {
-  AdapterStatus, TCP_CACHED_FLAG, TCP_CONST_FLAG, TCP_DISCONNECT, TcpEventType, type TcpCached, type TcpState as ChimneyTcpState,
+  AdapterStatus, TCP_CACHED_FLAG, TCP_CONST_FLAG, TCP_DISCONNECT, TcpEventType, type TcpCached, type TcpDelegated, type TcpState as ChimneyTcpState,
 } from '../chimney/state.js';
 import { Status, statusName } from '../chimney/status.js';
 import { MESSAGES, type MessageOf, type TargetMessage } from '../ipc/messages.js';
@@ -32,6 +32,8 @@ export interface OffloadStack {
   flush(): void;
   /** The link-layer destination for `remoteIp` if resolved (next hop's ARP entry). */
   neighborMac(remoteIp: number): Uint8Array | undefined;
+  /** The next hop toward `remoteIp` (itself when on-link, else the gateway). */
+  routeTo(remoteIp: number): number | undefined;
 }
 
 export interface OffloadManagerOptions {
@@ -54,6 +56,8 @@ export interface OffloadStats {
   sendBacklogPeak: number;
   indications: number;
   indicationsRefused: number;
+  /** Neighbor and path UpdateOffloads sent (MAC or path MTU changes). */
+  updates: number;
 }
 
 /** States an established connection can be offloaded in (the handshake stays on the host). */
@@ -104,6 +108,9 @@ class OffloadEntry implements OffloadIo {
   abortPending = false;
   terminateAfterInitiate = false;
   updatePending = false;
+  /** The neighbor's MAC / the path MTU changed while the initiate ran: update once it completed. */
+  neighborPending = false;
+  pathMtuPending: number | undefined;
   initiateWaiters: Waiter[] = [];
   terminateWaiters: Waiter[] = [];
 
@@ -187,11 +194,13 @@ export class OffloadManager implements OffloadControl {
   readonly sendBacklog: number;
   readonly receivePost: number;
   readonly msPerTick: number;
-  readonly stats: OffloadStats = { initiates: 0, initiateFailures: 0, terminates: 0, sendRequests: 0, sendBacklogPeak: 0, indications: 0, indicationsRefused: 0 };
+  readonly stats: OffloadStats = { initiates: 0, initiateFailures: 0, terminates: 0, sendRequests: 0, sendBacklogPeak: 0, indications: 0, indicationsRefused: 0, updates: 0 };
   private readonly bySocket = new Map<TcpSocket, OffloadEntry>();
   private readonly byHandle = new Map<number, OffloadEntry>();
   private readonly byCtx = new Map<number, OffloadEntry>();
   private readonly ops = new Map<number, { kind: 'initiate' | 'terminate'; entry: OffloadEntry }>();
+  /** Query and invalidate operations waiting for their completion, by opId. */
+  private readonly pending = new Map<number, { resolve: (m: MessageOf<'QueryOffloadComplete'> | MessageOf<'InvalidateOffloadComplete'>) => void; reject: (e: Error) => void }>();
   /** Sockets the automatic policy already decided on (it offloads a connection once). */
   private readonly decided = new WeakSet<TcpSocket>();
   /** Set by UploadAll / OffloadPause until OffloadResume (spec 5.5): no new offloads. */
@@ -386,6 +395,11 @@ export class OffloadManager implements OffloadControl {
       return;
     }
     if (entry.updatePending) this.updateCached(s);
+    if (entry.neighborPending) {
+      const mac = this.stack.neighborMac(s.binding.entry.remoteIp);
+      if (mac !== undefined) this.neighborChanged(this.stack.routeTo(s.binding.entry.remoteIp)!, mac);
+    }
+    if (entry.pathMtuPending !== undefined) this.pathMtuChanged(s, entry.pathMtuPending);
     s.offloadWritable();
     if (entry.endPending) entry.sendDisconnect(true);
     if (entry.terminateAfterInitiate) void this.terminate(s).catch(() => {});
@@ -557,8 +571,25 @@ export class OffloadManager implements OffloadControl {
         else this.onTerminated(op.entry, m);
         return;
       }
+      case 'QueryOffloadComplete':
+      case 'InvalidateOffloadComplete': {
+        const p = this.pending.get(m.opId);
+        if (p === undefined) return; // e.g. the control socket's own queries
+        this.pending.delete(m.opId);
+        p.resolve(m);
+        return;
+      }
+      case 'UpdateOffloadComplete':
+        for (const r of m.results) if (r.status !== Status.SUCCESS) this.log('update refused by the target', { status: statusName(r.status) });
+        return;
       case 'Error': {
         this.log('target error', { status: statusName(m.status), problem: m.problem });
+        const waiting = (m.refKind === MESSAGES.QueryOffload.code || m.refKind === MESSAGES.InvalidateOffload.code) ? this.pending.get(m.refId) : undefined;
+        if (waiting !== undefined) {
+          this.pending.delete(m.refId);
+          waiting.reject(new Error(`target error: ${m.problem}`));
+          return;
+        }
         const op = this.ops.get(m.refId);
         if (op?.kind === 'initiate' && m.refKind === MESSAGES.InitiateOffload.code) {
           this.ops.delete(m.refId);
@@ -675,6 +706,72 @@ export class OffloadManager implements OffloadControl {
       default:
         return;
     }
+  }
+
+  // ------------------------------------------------------------------------------ update / invalidate / query
+
+  /** Spec 2.2: the next hop `ip` answered from a new MAC; every offloaded connection through it is told. */
+  neighborChanged(ip: number, mac: Uint8Array): void {
+    for (const entry of this.bySocket.values()) {
+      if (this.stack.routeTo(entry.socket.binding.entry.remoteIp) !== ip) continue;
+      if (entry.phase === 'initiating') {
+        entry.neighborPending = true; // the initiate carried the old MAC: update once it completed
+        continue;
+      }
+      if (entry.phase !== 'offloaded') continue;
+      this.stats.updates++;
+      this.link.sendMessage({
+        type: 'UpdateOffload', opId: this.nextOpId(), blocks: [{
+          blockId: 1, ctx: entry.neighborCtx, layer: 'neighbor', children: [],
+          cached: { dlDestinationAddress: mac.slice(), hostReachabilityDelta: 0 },
+        }],
+      });
+    }
+  }
+
+  /** Spec 2.2 / RFC 1191: a smaller path MTU toward the socket's peer, as a path UpdateOffload. */
+  pathMtuChanged(socket: TcpSocket, mtu: number): void {
+    const entry = this.bySocket.get(socket);
+    if (entry === undefined) return;
+    if (entry.phase === 'initiating') {
+      entry.pathMtuPending = mtu;
+      return;
+    }
+    if (entry.phase !== 'offloaded') return;
+    this.stats.updates++;
+    this.link.sendMessage({ type: 'UpdateOffload', opId: this.nextOpId(), blocks: [{ blockId: 2, ctx: entry.pathCtx, layer: 'path', children: [], cached: { pathMtu: mtu } }] });
+  }
+
+  /**
+   * Spec 2.4: the connection's neighbor or path is no longer valid (e.g. the route went away): the
+   * target stops transmitting at once and asks for the upload, which this manager then performs.
+   */
+  invalidate(socket: TcpSocket): Promise<void> {
+    const entry = this.bySocket.get(socket);
+    if (entry === undefined || entry.phase !== 'offloaded') return Promise.reject(new Error('invalidate: the connection is not offloaded'));
+    const opId = this.nextOpId();
+    return new Promise<void>((resolve, reject) => {
+      this.pending.set(opId, { resolve: () => resolve(), reject });
+      this.link.sendMessage({ type: 'InvalidateOffload', opId, blocks: [{ blockId: 3, ctx: entry.ctx, layer: 'tcp', children: [] }] });
+    });
+  }
+
+  /** Spec 2.3: the live DELEGATED TCP state the target holds for the socket. */
+  query(socket: TcpSocket): Promise<TcpDelegated> {
+    const entry = this.bySocket.get(socket);
+    if (entry === undefined || entry.phase !== 'offloaded') return Promise.reject(new Error('query: the connection is not offloaded'));
+    const opId = this.nextOpId();
+    return new Promise<TcpDelegated>((resolve, reject) => {
+      this.pending.set(opId, {
+        resolve: (m) => {
+          const d = m.type === 'QueryOffloadComplete' ? m.results[0]?.tcp?.delegated : undefined;
+          if (d === undefined || m.results[0]?.status !== Status.SUCCESS) reject(new Error(`query: ${statusName(m.results[0]?.status ?? Status.FAILURE)}`));
+          else resolve(d);
+        },
+        reject,
+      });
+      this.link.sendMessage({ type: 'QueryOffload', opId, blocks: [{ blockId: 3, ctx: entry.ctx, layer: 'tcp', children: [] }] });
+    });
   }
 
   /** Read-only, for the control socket: where the socket's offload stands and its target context. */

@@ -25,7 +25,7 @@ import {
   buildArpFrame, buildIcmpv4Frame, buildIpTcpPacket, buildTcpFrame, ipTcpPacketLength, parseFrame, parseIpPacket,
   type IpHeader, type TcpPacketSpec,
 } from '../wire/frame.js';
-import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, type IcmpMessage } from '../wire/icmp.js';
+import { ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_UNREACH_FRAG_NEEDED, type IcmpMessage } from '../wire/icmp.js';
 import { IPV4_HEADER_LENGTH } from '../wire/ipv4.js';
 import { TCP_ACK, TCP_RST, TCP_SYN, type TcpSegment } from '../wire/tcp-segment.js';
 import { ArpCache, type ArpCacheOptions, type ArpTableRow } from './arp-cache.js';
@@ -57,7 +57,9 @@ export type HostDropReason =
   /** SYN for a listener whose backlog of half-open connections is full. */
   | 'listen-overflow'
   /** A handler threw while processing the frame (a bug; logged). */
-  | 'handler-error';
+  | 'handler-error'
+  /** ICMP "fragmentation needed" with no usable MTU (0, below 68, or not below ours). */
+  | 'icmp-pmtu-ignored';
 
 export interface HostStackOptions {
   link: Link;
@@ -104,6 +106,8 @@ export interface HostStackStats {
   arpRequestsOut: number;
   arpRepliesOut: number;
   icmpEchoRequestsIn: number;
+  /** ICMP "fragmentation needed" reports that lowered a path MTU (RFC 1191). */
+  pathMtuUpdates: number;
   tcpSegmentsIn: number;
   tcpSegmentsOut: number;
   /** RSTs sent for segments that matched no connection. */
@@ -145,7 +149,7 @@ export class HostStack implements ConnectionHost, ServerHost {
   readonly drops = new DropCounter<HostDropReason>();
   readonly stats: HostStackStats = {
     framesIn: 0, framesOut: 0, batchesOut: 0, arpRequestsIn: 0, arpRepliesIn: 0, arpRequestsOut: 0, arpRepliesOut: 0,
-    icmpEchoRequestsIn: 0, tcpSegmentsIn: 0, tcpSegmentsOut: 0, resetsSent: 0,
+    icmpEchoRequestsIn: 0, pathMtuUpdates: 0, tcpSegmentsIn: 0, tcpSegmentsOut: 0, resetsSent: 0,
   };
   readonly tcpConfig: Partial<TcpConfig>;
   /** Present when the stack runs over an offload target (`opts.offload`). */
@@ -202,6 +206,8 @@ export class HostStack implements ConnectionHost, ServerHost {
         }
       },
       drop: (reason, n) => this.drops.count(reason === 'queue-full' ? 'arp-queue-full' : 'arp-unresolved', n),
+      // Spec 2.2: offloaded connections through this neighbor get its new MAC (UpdateOffload).
+      changed: (ip, mac) => this.offload?.neighborChanged(ip, mac),
     }, opts.arp);
     this.link.setReceiver((frames) => this.receive(frames));
     if (opts.offload !== undefined) {
@@ -380,12 +386,33 @@ export class HostStack implements ConnectionHost, ServerHost {
       if (icmp.kind === 'echo' && icmp.type === ICMP_ECHO_REQUEST) {
         this.stats.icmpEchoRequestsIn++;
         this.sendEchoReply(ip.src, icmp.id, icmp.seq, icmp.data);
+      } else if (icmp.kind === 'dest-unreachable' && icmp.code === ICMP_UNREACH_FRAG_NEEDED && icmp.quoted?.protocol === 6 && icmp.quoted.src === this.address) {
+        this.pathMtuReported(icmp.quoted.dst, icmp.nextHopMtu);
       } else {
         this.drops.count('icmp-unhandled');
       }
       return;
     }
     this.drops.count('unsupported-protocol');
+  }
+
+  /**
+   * RFC 1191: a router on the way to `dst` needs packets of at most `mtu` bytes. Connections to
+   * `dst` driven here shrink their segments; offloaded ones get it as a path UpdateOffload.
+   */
+  private pathMtuReported(dst: number, mtu: number): void {
+    // RFC 1191 section 5: an old router reports 0; 68 is IPv4's minimum. Larger than ours: ignore.
+    if (mtu < 68 || mtu >= this.link.mtu) {
+      this.drops.count('icmp-pmtu-ignored');
+      return;
+    }
+    this.stats.pathMtuUpdates++;
+    for (const s of this.sockets) {
+      const b = s.binding;
+      if (b.entry.remoteIp !== dst || b.closed) continue;
+      if (b.attached) b.run((c) => c.setPathMtu(mtu, 20));
+      else this.offload?.pathMtuChanged(s, mtu);
+    }
   }
 
   private validSource(src: number): boolean {
@@ -537,10 +564,15 @@ export class HostStack implements ConnectionHost, ServerHost {
 
   /** On-link destinations directly, the rest through the gateway. */
   private nextHop(dst: number): number | undefined {
+    const hop = this.routeTo(dst);
+    if (hop === undefined) this.drops.count('no-route');
+    return hop;
+  }
+
+  /** The next hop toward `dst`: itself when on-link, else the gateway (undefined: no route). */
+  routeTo(dst: number): number | undefined {
     if (((dst ^ this.address) & this.mask) === 0) return dst;
-    if (this.gateway !== undefined) return this.gateway;
-    this.drops.count('no-route');
-    return undefined;
+    return this.gateway;
   }
 
   private nextIpId(): number {
