@@ -9,9 +9,6 @@ import { chmod, link, lstat, mkdtemp, rmdir, stat, unlink } from 'node:fs/promis
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
-import type { TcpState as ChimneyTcpState } from '../chimney/state.js';
-import { Status, statusName } from '../chimney/status.js';
-import { MESSAGES, type TargetMessage } from '../ipc/messages.js';
 import { TCP_STATE_NAMES, TcpState } from '../tcp/types.js';
 import type { OffloadManager } from './offload.js';
 import type { TcpSocket } from './socket.js';
@@ -89,8 +86,6 @@ export interface ControlServerOptions {
 const MAX_LINE = 64 * 1024;
 const UNIX_PATH_MAX = 107;
 const OFFLOADABLE = new Set<TcpState>([TcpState.Established, TcpState.FinWait1, TcpState.FinWait2, TcpState.CloseWait, TcpState.Closing, TcpState.LastAck]);
-/** Our QueryOffload opIds live above the offload manager's (which count up from 1). */
-const QUERY_OP_BASE = 0x80000000;
 
 class RequestError extends Error {
   constructor(readonly code: ControlErrorCode, message: string) {
@@ -108,64 +103,10 @@ function numbersOf(o: object): Record<string, number> {
   return out;
 }
 
-/**
- * Sends QueryOffload for the control socket. The offload manager has no query of its own, so this
- * sits in front of its control handler and takes only the answers to its own opIds.
- */
-class TargetQueries {
-  private readonly pending = new Map<number, { resolve(s: Partial<ChimneyTcpState>): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
-  private nextOp = QUERY_OP_BASE;
-
-  constructor(private readonly mgr: OffloadManager, private readonly timeoutMs: number) {
-    mgr.link.setControlHandler((m) => this.onMessage(m));
-  }
-
-  query(ctx: number): Promise<Partial<ChimneyTcpState>> {
-    const opId = this.nextOp;
-    this.nextOp = this.nextOp >= 0xffffffff ? QUERY_OP_BASE : this.nextOp + 1;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(opId);
-        reject(new RequestError('failed', `the target did not answer the query within ${this.timeoutMs} ms`));
-      }, this.timeoutMs);
-      this.pending.set(opId, { resolve, reject, timer });
-      this.mgr.link.sendMessage({ type: 'QueryOffload', opId, blocks: [{ blockId: 1, ctx, layer: 'tcp', children: [] }] });
-    });
-  }
-
-  private onMessage(m: TargetMessage): void {
-    const id = m.type === 'QueryOffloadComplete' ? m.opId : m.type === 'Error' && m.refKind === MESSAGES.QueryOffload.code ? m.refId : undefined;
-    const p = id === undefined ? undefined : this.pending.get(id);
-    if (p === undefined) {
-      this.mgr.onTargetMessage(m);
-      return;
-    }
-    this.pending.delete(id!);
-    clearTimeout(p.timer);
-    if (m.type === 'Error') {
-      p.reject(new RequestError('failed', `the target refused the query: ${m.problem}`));
-    } else if (m.type === 'QueryOffloadComplete') {
-      const r = m.results.find((x) => x.blockId === 1);
-      if (r?.status === Status.SUCCESS && r.tcp !== undefined) p.resolve(r.tcp);
-      else p.reject(new RequestError('not-offloaded', `the target does not hold the connection (${statusName(r?.status ?? Status.FAILURE)})`));
-    }
-  }
-
-  close(): void {
-    for (const p of this.pending.values()) {
-      clearTimeout(p.timer);
-      p.reject(new RequestError('failed', 'control socket closing'));
-    }
-    this.pending.clear();
-    this.mgr.link.setControlHandler((m) => this.mgr.onTargetMessage(m));
-  }
-}
-
 export class ControlServer {
   private readonly ids = new WeakMap<TcpSocket, number>();
   private nextId = 1;
   private readonly clients = new Set<Socket>();
-  private readonly queries: TargetQueries | undefined;
   private closing: Promise<void> | undefined;
 
   private constructor(
@@ -174,9 +115,8 @@ export class ControlServer {
     private readonly inode: number,
     private readonly stack: HostStack,
     private readonly log: Logger | undefined,
-    queryTimeoutMs: number,
+    private readonly queryTimeoutMs: number,
   ) {
-    this.queries = stack.offload ? new TargetQueries(stack.offload, queryTimeoutMs) : undefined;
     server.on('error', (e) => this.log?.warn({ err: e }, 'control socket error'));
   }
 
@@ -207,7 +147,6 @@ export class ControlServer {
   /** Stop listening, drop the clients, remove the socket file. */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      this.queries?.close();
       const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
       for (const c of this.clients) c.destroy();
       await stopped;
@@ -343,13 +282,23 @@ export class ControlServer {
       return { row: { ...this.baseRow(id, socket, 'host'), sndUna: d.sndUna, sndNxt: d.sndNxt, rcvNxt: d.rcvNxt }, delegated: d };
     }
     if (st.phase !== 'offloaded') throw new RequestError(st.phase === 'initiating' ? 'offload-in-progress' : 'terminate-in-progress', `connection ${id} is being handed over (${st.phase}); try again`);
-    const tcp = await this.queries!.query(st.ctx);
-    const d = numbersOf(tcp.delegated ?? {});
+    const d = numbersOf(await this.targetState(socket));
     const row: ConnectionRow = {
       ...this.baseRow(id, socket, 'target'), state: TCP_STATE_NAMES[d.state as TcpState] ?? String(d.state),
       sndUna: d.sndUna, sndNxt: d.sndNxt, rcvNxt: d.rcvNxt,
     };
     return { row, delegated: d };
+  }
+
+  /** The offload manager's QueryOffload, bounded in time; failures named for the client. */
+  private targetState(socket: TcpSocket): Promise<object> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new RequestError('failed', `the target did not answer the query within ${this.queryTimeoutMs} ms`)), this.queryTimeoutMs);
+      this.manager().query(socket).then(
+        (d) => { clearTimeout(timer); resolve(d); },
+        (e: Error) => { clearTimeout(timer); reject(new RequestError(/not offloaded|FAILURE|INVALID/.test(e.message) ? 'not-offloaded' : 'failed', `the target refused the query: ${e.message}`)); },
+      );
+    });
   }
 
   private async query(c: { id: number; socket: TcpSocket }): Promise<QueryResponse> {

@@ -85,11 +85,9 @@ async function lab(name: string, policy: OffloadPolicy, hostExtra: { control?: s
     for (const c of cleanups.splice(0).reverse()) await c();
   };
   try {
-    // NewReno, not the default CUBIC: CUBIC's cwnd is fractional and the target's query answer
-    // then carries a non-integer sendBacklogSize that its own codec refuses, so the query is never
-    // answered (a target bug, reported; offloaded-connection.ts sendBacklog() needs a Math.floor).
+    // The default congestion control (CUBIC, fractional cwnd): its query answers must encode too.
     const service = await startTargetService({
-      link: new PumpedLink(a, sim), socketPath: join(dir, `${name}-t.sock`), logger: silent, interfaceMac: mac(DEFAULT_HOST_MAC), congestionControl: 'newreno',
+      link: new PumpedLink(a, sim), socketPath: join(dir, `${name}-t.sock`), logger: silent, interfaceMac: mac(DEFAULT_HOST_MAC),
     });
     cleanups.push(() => service.shutdown({ graceMs: 1000 }));
     const control = hostExtra.control ?? join(dir, `${name}-ctl.sock`);
