@@ -112,6 +112,12 @@ export function engineConfigFor(state: TcpState, params: TargetParameters, pathM
     finWait2TimeoutMs: 120_000,
     // Spec 4.8 (R112/R113): at most one challenge ACK per 3 s.
     challengeAckIntervalMs: 3000,
+    // Spec 4.8 blind-reset mitigation: probe within 5 min of a suspicious RST/SYN; zeros: 10 x 1 s.
+    blindResetKeepalive: {
+      idleMs: 300_000,
+      intervalMs: c.kaInterval > 0 ? c.kaInterval * msPerTick : 1000,
+      probes: c.kaProbeCount > 0 ? c.kaProbeCount : 10,
+    },
   };
 }
 

@@ -171,6 +171,9 @@ export class TcpConnection {
   private swsOverride = false;
   private ackDeadline: number | undefined;
   private kaDeadline: number | undefined;
+  /** The keepalive timer runs for the blind-reset mitigation (spec 4.8); `kaBlindStarted`: it started it. */
+  private kaBlind = false;
+  private kaBlindStarted = false;
   private kaProbeCount = 0;
   private twDeadline: number | undefined;
   private timeoutReported = false;
@@ -597,12 +600,16 @@ export class TcpConnection {
     // RFC 5961 3.2: RST only when it hits RCV.NXT exactly; otherwise a challenge ACK.
     if (isRst) {
       if (seg.seq === this._rcvNxt) this.onReset();
-      else this.challengeAck();
+      else {
+        this.challengeAck();
+        this.armBlindResetKeepalive();
+      }
       return;
     }
     // RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK.
     if (seg.flags & TCP_SYN) {
       this.challengeAck();
+      this.armBlindResetKeepalive();
       return;
     }
     if (!(seg.flags & TCP_ACK)) return;
@@ -1076,20 +1083,53 @@ export class TcpConnection {
     if (this.config.keepalive.enabled) this.kaDeadline = this.now + this.config.keepalive.idleMs;
   }
 
+  /** Spec 4.8: probe the peer within `idleMs` (start the timer, or bring it forward). */
+  private armBlindResetKeepalive(): void {
+    const b = this.config.blindResetKeepalive;
+    if (b === undefined) return;
+    const at = this.now + b.idleMs;
+    if (this.kaDeadline === undefined) {
+      this.kaBlindStarted = true; // probes carried in at the import count (spec 4.8)
+    } else if (this.kaDeadline <= at) {
+      return;
+    }
+    this.kaDeadline = at;
+    this.kaBlind = true;
+  }
+
   private restartKeepalive(): void {
+    if (this.kaBlind) {
+      // An acceptable segment: the mitigation's own timer stops; a normal one restarts below.
+      this.kaBlind = false;
+      if (this.kaBlindStarted) {
+        this.kaBlindStarted = false;
+        this.kaDeadline = undefined;
+        this.kaProbeCount = 0;
+        return;
+      }
+    }
     this.kaProbeCount = 0;
     if (this.config.keepalive.enabled && this.kaDeadline !== undefined) this.kaDeadline = this.now + this.config.keepalive.idleMs;
   }
 
   private onKeepaliveTimeout(): void {
-    const ka = this.config.keepalive;
-    if (!ka.enabled) return;
+    const blind = this.kaBlind ? this.config.blindResetKeepalive : undefined;
+    const ka = blind ?? this.config.keepalive;
+    if (!blind && !this.config.keepalive.enabled) return;
     if (this._state !== TcpState.Established && this._state !== TcpState.CloseWait) return;
     if (this._sndUna !== this._sndMax || this.sndBuf.length > 0) {
       this.kaDeadline = this.now + ka.idleMs; // data in flight: the retransmit timer covers liveness
       return;
     }
     if (this.kaProbeCount >= ka.probes) {
+      if (blind) {
+        // Spec 4.8: every probe unanswered: the connection is dead, uploaded in state Closed.
+        this.kaBlind = this.kaBlindStarted = false;
+        this.events.push({ type: 'timeout', reason: 'keepalive' });
+        if (this.config.onTimeout === 'close') this.enterClosed('ETIMEDOUT');
+        else this._state = TcpState.Closed;
+        return;
+      }
       if (this.reportTimeout('keepalive')) return;
       this.kaDeadline = this.now + ka.intervalMs;
       return;

@@ -85,6 +85,12 @@ export interface TcpConfig {
   /** Minimum interval between RFC 5961 challenge ACKs (rate limit). */
   challengeAckIntervalMs: number;
   /**
+   * Chimney blind-reset mitigation (spec 4.8): an in-window RST or SYN with the wrong sequence
+   * number starts (or brings forward) keepalive probing `idleMs` later; all `probes` unanswered
+   * closes the connection (state Closed, a keepalive timeout). Undefined: off (plain RFC 5961).
+   */
+  blindResetKeepalive?: { idleMs: number; intervalMs: number; probes: number };
+  /**
    * What to do when retransmission, persist or keepalive limits are exhausted: 'close' ends the
    * connection (a host stack); 'report' only emits the event and keeps the state (an offload
    * target must not terminate on its own, chimney R1/R115).

@@ -56,6 +56,34 @@ describe('events, timers and special packets (spec 4.8, 5; R111-R120)', () => {
     expect(b.core.connections()[0].state).toBe(S.Established);
   });
 
+  it('spec 4.8 blind reset: a wrong-sequence RST starts probing 5 min later (10 x 1 s with zero keepalive values); an acceptable segment stops it; all unanswered uploads in Closed state', () => {
+    const b = bench();
+    b.peer({ seq: 5100, ack: 1000, flags: TCP_RST });
+    b.takeWire();
+    b.advance(299_999);
+    expect(b.takeWire(), 'no probe before 5 min').toEqual([]);
+    b.advance(1);
+    const probe = b.takeWire();
+    expect(probe.map((w) => [w.seg.seq, w.seg.payload.length])).toEqual([[999, 0]]); // SND.NXT - 1, no data
+    b.peer({ seq: 5000, ack: 1000 }); // the peer answers: the mitigation's timer stops
+    b.advance(3_600_000);
+    expect(b.takeWire(), 'no keepalive of its own (KEEP_ALIVE_ENABLED is off)').toEqual([]);
+    // Again, and this time nobody answers: 10 probes 1 s apart, then the connection is dead.
+    b.peer({ seq: 5100, ack: 1000, flags: TCP_SYN });
+    b.takeWire();
+    b.advance(300_000 + 9 * 1000);
+    expect(b.takeWire()).toHaveLength(10);
+    const meanwhile = b.take();
+    expect(only(meanwhile, 'TcpEvent'), 'still alive after the tenth probe').toEqual([]);
+    // R119: the idle neighbor was stale before the probes; the query holds a terminate (R22): answer it.
+    for (const q of only(meanwhile, 'NeighborReachabilityQuery')) b.host({ type: 'ReachabilityReply', indicationId: q.indicationId, hostReachabilityDelta: 0 });
+    b.advance(1000);
+    expect(only(b.take(), 'TcpEvent').map((e) => [e.eventType, e.info])).toEqual([[TcpEventType.Retrieve, UploadReason.TimeoutExpiration]]);
+    b.terminate();
+    const done = only(b.all, 'TerminateOffloadComplete')[0];
+    expect(done.results.find((r) => r.tcp)?.tcp?.delegated?.state).toBe(S.Closed);
+  });
+
   it('R113: an out-of-window SYN gets an ACK, an in-window out-of-order SYN at most one challenge ACK per 3 s, an in-order SYN uploads in Closed state', () => {
     const b = bench();
     b.peer({ seq: 5000 + 500_000, flags: TCP_SYN });
