@@ -63,6 +63,8 @@ export interface OffloadStats {
 /** States an established connection can be offloaded in (the handshake stays on the host). */
 const OFFLOADABLE = new Set<S>([S.Established, S.FinWait1, S.FinWait2, S.CloseWait, S.Closing, S.LastAck]);
 const MAX_REQUEST = 64 * 1024;
+/** Slow start from one segment reaches 32 in five round trips, each without a delayed ACK. */
+const QUICK_ACKS_AFTER_TERMINATE = 32;
 /** Segments per TcpForward message (about 100 KB of full-sized segments). */
 const FORWARD_BATCH = 64;
 const EMPTY = new Uint8Array(0);
@@ -537,7 +539,8 @@ export class OffloadManager implements OffloadControl {
     try {
       if (entry.aborted || exp.delegated.state === S.Closed) throw new Error('the connection was reset');
       conn = TcpConnection.import(exp, {
-        config: s.connection.config, localPort: b.entry.localPort, remotePort: b.entry.remotePort, now: this.stack.scheduler.now(), msPerTick: this.msPerTick,
+        // Quick ACKs for the peer's recovery from a discarded out-of-order queue (R18 renege).
+        config: { ...s.connection.config, quickAcksAfterImport: QUICK_ACKS_AFTER_TERMINATE }, localPort: b.entry.localPort, remotePort: b.entry.remotePort, now: this.stack.scheduler.now(), msPerTick: this.msPerTick,
       });
     } catch (e) {
       // Nothing to continue (reset, or a state no engine accepts): the connection ends here.

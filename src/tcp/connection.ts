@@ -173,6 +173,8 @@ export class TcpConnection {
   private kaDeadline: number | undefined;
   /** The keepalive timer runs for the blind-reset mitigation (spec 4.8); `kaBlindStarted`: it started it. */
   private kaBlind = false;
+  /** Data segments still to be acknowledged at once (no delayed ACK): set after a hand-over. */
+  private quickAcks = 0;
   private kaBlindStarted = false;
   private kaProbeCount = 0;
   private twDeadline: number | undefined;
@@ -868,7 +870,10 @@ export class TcpConnection {
       this.bytesSinceAck += delivered;
       if (payload.length > this.rcvMssSeen) this.rcvMssSeen = Math.min(payload.length, this.rcvMss);
       const fullSized = Math.max(this.rcvMssSeen, Math.min(536, this.rcvMss));
-      if (this.bytesSinceAck >= Math.max(1, this.config.ackFrequency) * fullSized || this.config.delayedAckMs === 0) this.ackNow = true;
+      if (this.quickAcks > 0) {
+        this.quickAcks--;
+        this.ackNow = true;
+      } else if (this.bytesSinceAck >= Math.max(1, this.config.ackFrequency) * fullSized || this.config.delayedAckMs === 0) this.ackNow = true;
       else if (this.ackDeadline === undefined) this.ackDeadline = this.now + this.config.delayedAckMs;
     }
     if (fin) this.onFinReceived();
@@ -1616,6 +1621,7 @@ export class TcpConnection {
       c.kaDeadline = now + c.config.keepalive.idleMs;
     }
     const p = exp.private;
+    if (!p) c.quickAcks = c.config.quickAcksAfterImport;
     if (p) {
       c.sndWl2 = p.sndWl2;
       c.inRecovery = p.inRecovery;

@@ -91,6 +91,13 @@ export interface TcpConfig {
    */
   blindResetKeepalive?: { idleMs: number; intervalMs: number; probes: number };
   /**
+   * Data segments acknowledged at once (no delayed ACK) after an import without the private part,
+   * i.e. a chimney hand-over. The hand-over may have dropped out-of-order data the peer saw SACKed
+   * (R18): the peer then recovers from one segment, and a delayed ACK would stall each of its first
+   * round trips. Like Linux's quick-ack mode. Default 0 (an offload target keeps R108 exactly).
+   */
+  quickAcksAfterImport: number;
+  /**
    * What to do when retransmission, persist or keepalive limits are exhausted: 'close' ends the
    * connection (a host stack); 'report' only emits the event and keeps the state (an offload
    * target must not terminate on its own, chimney R1/R115).
@@ -119,6 +126,7 @@ export const DEFAULT_TCP_CONFIG: TcpConfig = {
   maxSynRetransmissions: 6,
   reassemblyMaxBytes: 8 * 1024 * 1024,
   challengeAckIntervalMs: 1000,
+  quickAcksAfterImport: 0,
   onTimeout: 'close',
 };
 
