@@ -468,7 +468,9 @@ export class TargetCore {
         const ip = parsed.ip;
         const ctx = this.flowLookup(ip.src, ip.dst, parsed.tcp.dstPort * 65536 + parsed.tcp.srcPort);
         const t = ctx === undefined ? undefined : this.tcps.get(ctx);
-        if (t && t.conn.phase === 'live' && !t.conn.invalidated && !t.conn.uploadRequested) {
+        // Spec 4.8 / R120: once the connection is closed (an acceptable RST, or a finished close)
+        // its segments are the host's business: raw, like during a terminate.
+        if (t && t.conn.phase === 'live' && !t.conn.invalidated && !t.conn.uploadRequested && !t.conn.aborted && t.conn.state !== EngineState.Closed) {
           const syn = (parsed.tcp.flags & (TCP_SYN | TCP_RST)) === TCP_SYN;
           if (syn && t.conn.state === EngineState.TimeWait) {
             // R120: a SYN in TIME_WAIT goes to the host raw (a new incarnation is its business).

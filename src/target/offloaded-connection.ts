@@ -447,6 +447,9 @@ export class OffloadedConnection {
     this.endForwardWait();
     this.phase = 'terminating';
     this.stopPushTimer();
+    // Spec 6.2 step 1: no more transmission either (no retransmission, probe or keepalive while
+    // the terminate waits, e.g. for an IndicateReply); the export flushes the delayed ACK (R19).
+    this.driver.holdTimers(true);
   }
 
   /**

@@ -329,9 +329,25 @@ describe('terminate requirements (spec 6, R1-R34)', () => {
     c.take();
     c.peer({ seq: 5000, ack: 1000, flags: TCP_RST });
     expect(only(c.take(), 'TcpEvent').map((e) => e.eventType)).toEqual([TcpEventType.Abort]);
+    // Spec 4.8 / R120: after the RST the 4-tuple's segments go to the host raw, not into the engine.
+    c.peer({ seq: 5000, ack: 1000, payload: seqBytes(5000, 10) });
+    expect(only(c.take(), 'RawFrame')).toHaveLength(1);
     const done = terminated(c, c.terminate());
     expect(tcpResult(done).status).toBe(Status.SUCCESS);
     expect(tcpResult(done).tcp!.delegated!.state).toBe(S.Closed);
+  });
+
+  it('R23 / spec 6.2 step 1: while a terminate waits (here for an IndicateReply) nothing is transmitted, retransmissions included', () => {
+    const b = new CoreBench();
+    b.initiate(benchTcp({ chain: [seqBytes(1000, 500)], sndNxt: 1500, sndMax: 1500, rtTimeoutDelta: 100 }));
+    b.peer({ seq: 5000, ack: 1000, payload: seqBytes(5000, 10), flags: TCP_ACK | TCP_PSH });
+    const ind = only(b.take(), 'TcpReceiveIndicate')[0];
+    b.terminate();
+    b.takeWire();
+    b.advance(10_000); // the RTO (100 ms) and its backoffs would have fired many times
+    expect(b.takeWire()).toEqual([]);
+    b.host({ type: 'IndicateReply', indicationId: ind.indicationId, status: Status.OFFLOAD_DATA_NOT_ACCEPTED, bytesConsumed: 0 });
+    expect(only(b.all, 'TerminateOffloadComplete')).toHaveLength(1);
   });
 
   it('R32: a send posted while the terminate is being prepared completes UPLOAD_IN_PROGRESS and is not transmitted', () => {
