@@ -593,6 +593,12 @@ export class TcpConnection {
       this.stats.droppedUnacceptable++;
       if (!isRst) {
         this.noteDuplicateBelowRcvNxt(seg.seq, seg.payload.length);
+        // A retransmission of the data our last ACK covered (its ACK was lost): echo its TSval, as
+        // Linux does (tcp_sequence accepts end >= rcv_wup). Echoing the stale TS.Recent made a Linux
+        // sender measure the whole RTO as RTT and back off to ~10 s under loss (issue 5 interop).
+        if (this.tsEnabled && seg.options.ts && len > 0 && seqLe(seg.seq, this.lastAckSent) && seqGe(seqAdd(seg.seq, len), this.lastAckSent) && seqGe(seg.options.ts.val, this.tsRecent)) {
+          this.setTsRecent(seg.options.ts.val);
+        }
         if (wnd === 0 && seg.flags & TCP_ACK && len > 0 && seg.seq === this._rcvNxt) this.processAck(seg);
         if (this._state === TcpState.TimeWait && seg.flags & TCP_FIN) this.twDeadline = this.now + this.config.timeWaitMs;
         this.ackNow = true;
