@@ -295,13 +295,23 @@ describe('forwarders over the target (issue 6, item 3)', () => {
   it('--handover-every: terminate + re-offload cycles during a relayed 4 MB download; sha256 equal, at least two hand-overs', async () => {
     const w = await world();
     const down = payload(5, 4 << 20);
+    const half = down.length / 2;
+    let cycle: HandoverCycle | undefined;
     w.peer.listen(80, (s) => {
       s.resume();
-      s.on('end', () => { void send(s, down); });
+      // Half the file, then the rest once two hand-overs happened: the count does not depend on
+      // how fast a loaded machine moves 4 MB (it did in CI: one hand-over in 216 ms).
+      s.on('end', () => {
+        void (async () => {
+          if (!s.write(down.subarray(0, half))) await new Promise((r) => s.once('drain', r));
+          await until(() => (cycle?.stats.offloads ?? 0) >= 2, 'two hand-overs');
+          await send(s, down.subarray(half));
+        })();
+      });
     }, { allowHalfOpen: true });
     const bound = await w.fw.forward({ local: { address: '127.0.0.1', port: 0 }, remote: { address: '10.0.0.2', port: 80 } });
-    const cycle = new HandoverCycle(20, w.fw, silent);
-    cleanups.push(() => cycle.stop());
+    cycle = new HandoverCycle(20, w.fw, silent);
+    cleanups.push(() => cycle!.stop());
     const client = kernelConnect({ host: '127.0.0.1', port: bound.port, allowHalfOpen: true });
     const atClient = collect(client);
     client.end(); // the request: the peer answers after our FIN
