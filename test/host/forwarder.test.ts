@@ -296,7 +296,7 @@ describe('forwarders over the target (issue 6, item 3)', () => {
     const w = await world();
     const down = payload(5, 4 << 20);
     const half = down.length / 2;
-    let cycle: HandoverCycle | undefined;
+    const cycle = new HandoverCycle(20, w.fw, silent); // cycles the relays the forwarder opens
     w.peer.listen(80, (s) => {
       s.resume();
       // Half the file, then the rest once two hand-overs happened: the count does not depend on
@@ -304,14 +304,13 @@ describe('forwarders over the target (issue 6, item 3)', () => {
       s.on('end', () => {
         void (async () => {
           if (!s.write(down.subarray(0, half))) await new Promise((r) => s.once('drain', r));
-          await until(() => (cycle?.stats.offloads ?? 0) >= 2, 'two hand-overs');
+          await until(() => cycle.stats.offloads >= 2, 'two hand-overs');
           await send(s, down.subarray(half));
         })();
       });
     }, { allowHalfOpen: true });
     const bound = await w.fw.forward({ local: { address: '127.0.0.1', port: 0 }, remote: { address: '10.0.0.2', port: 80 } });
-    cycle = new HandoverCycle(20, w.fw, silent);
-    cleanups.push(() => cycle!.stop());
+    cleanups.push(() => cycle.stop());
     const client = kernelConnect({ host: '127.0.0.1', port: bound.port, allowHalfOpen: true });
     const atClient = collect(client);
     client.end(); // the request: the peer answers after our FIN
