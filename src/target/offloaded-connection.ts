@@ -363,8 +363,8 @@ export class OffloadedConnection {
     if (!graceful) {
       // R84/R85: RST, every send aborted, then the disconnect completes; nothing more is acknowledged.
       this.dropForwardWait();
+      this.aborted = true; // before the engine's 'closed' event: that is no finished close
       this.driver.run((c, now) => c.abort(now));
-      this.aborted = true;
       this.completeSends(this.sendQueue.abort());
       this.completeReceives(this.delivery.abort().map((e) => ({ ...e, status: Status.REQUEST_ABORTED })));
       this.sinks.host({ type: 'TcpDisconnectComplete', ctx: this.ctx, requestId, status: Status.SUCCESS, bytesTransferred: 0 });
@@ -586,6 +586,9 @@ export class OffloadedConnection {
           break;
         case 'closed':
           if (e.error === 'ECONNRESET' || e.error === 'ECONNREFUSED') this.onReset();
+          // A close that finished here (LAST_ACK's FIN acknowledged): nothing is left to drive, so
+          // offer it back like TIME_WAIT (R117) instead of holding it until the host asks.
+          else if (e.error === undefined && !this.aborted && !this.uploadRequested) this.requestUpload(UploadReason.UploadRequested);
           break;
         default:
           break;

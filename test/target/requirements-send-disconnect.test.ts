@@ -174,6 +174,23 @@ describe('disconnect requirements (spec 3.5, R82-R88)', () => {
     expect(b.wire.filter((x) => x.seg.flags & TCP_RST)).toEqual([]); // R85
   });
 
+  it('R117 (extended): a close that finishes at the target (our FIN acknowledged in LAST_ACK) offers the connection back once, and keeps it until terminated', () => {
+    const b = new CoreBench();
+    b.initiate(benchTcp());
+    b.peer({ seq: 5000, ack: 1000, flags: TCP_ACK | TCP_FIN }); // the peer closes first: CLOSE_WAIT
+    b.take();
+    b.host({ type: 'TcpDisconnect', ctx: b.ctx, requestId: 1, flags: 1, bytes: new Uint8Array(0) }); // LAST_ACK
+    expect(only(b.take(), 'TcpEvent')).toEqual([]);
+    b.peer({ seq: 5001, ack: 1001 }); // our FIN acknowledged: Closed
+    const msgs = b.take();
+    expect(only(msgs, 'TcpDisconnectComplete').map((m) => m.status)).toEqual([Status.SUCCESS]);
+    expect(only(msgs, 'TcpEvent').map((e) => [e.eventType, e.info])).toEqual([[TcpEventType.Retrieve, UploadReason.UploadRequested]]);
+    expect(b.core.connectionCount).toBe(1);
+    b.terminate();
+    const done = only(b.all, 'TerminateOffloadComplete')[0];
+    expect(done.results.find((r) => r.blockId === 92)!.tcp!.delegated!.state).toBe(S.Closed);
+  });
+
   it('R87/R88/R117: after our FIN the target still delivers and acknowledges data; entering TIME_WAIT asks for the upload; kept until terminated', () => {
     const b = new CoreBench();
     b.initiate(benchTcp());
