@@ -4,11 +4,10 @@
  * (docs/control-protocol.md). It lists the stack's connections and offloads, terminates or queries
  * one of them. A bad request gets an error response; it never throws into the stack.
  */
-import { constants as fsc } from 'node:fs';
-import { chmod, link, lstat, mkdtemp, rmdir, stat, unlink } from 'node:fs/promises';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { dirname, join } from 'node:path';
+import { lstat, unlink } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import { listenOwnerOnly } from '../ipc/owner-only-socket.js';
 import { TCP_STATE_NAMES, TcpState } from '../tcp/types.js';
 import type { OffloadManager } from './offload.js';
 import type { TcpSocket } from './socket.js';
@@ -84,7 +83,6 @@ export interface ControlServerOptions {
 }
 
 const MAX_LINE = 64 * 1024;
-const UNIX_PATH_MAX = 107;
 const OFFLOADABLE = new Set<TcpState>([TcpState.Established, TcpState.FinWait1, TcpState.FinWait2, TcpState.CloseWait, TcpState.Closing, TcpState.LastAck]);
 
 class RequestError extends Error {
@@ -126,7 +124,7 @@ export class ControlServer {
     const early: Socket[] = [];
     let accept = (s: Socket): void => { early.push(s); };
     const server = createServer((s) => accept(s));
-    const inode = await listenOwnerOnly(server, o.path);
+    const inode = await listenOwnerOnly(server, o.path, 'control server');
     const cs = new ControlServer(server, o.path, inode, o.stack, o.logger, o.queryTimeoutMs ?? 5000);
     accept = (s) => cs.accept(s);
     for (const s of early.splice(0)) cs.accept(s);
@@ -349,59 +347,4 @@ function parseLine(line: string): unknown {
   } catch (e) {
     return new RequestError('bad-request', `not JSON: ${(e as Error).message}`);
   }
-}
-
-/**
- * Bind inside a fresh 0700 directory, chmod 0600, then hard-link to `path`, so the public name is
- * never reachable with wider permissions (same scheme as the target's IPC socket; the umask is
- * process-wide and left alone).
- */
-async function listenOwnerOnly(server: Server, path: string): Promise<number> {
-  await removeStaleSocket(path);
-  const dir = await mkdtemp(join(dirname(path), '.ctl-'));
-  const temp = join(dir, 's');
-  if (Buffer.byteLength(path) > UNIX_PATH_MAX || Buffer.byteLength(temp) > UNIX_PATH_MAX) {
-    await rmdir(dir);
-    throw new Error(`control socket path ${path} is too long for a Unix socket (${UNIX_PATH_MAX} bytes)`);
-  }
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(temp, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    await chmod(temp, 0o600);
-    await link(temp, path);
-  } catch (e) {
-    server.close();
-    await unlink(temp).catch(() => undefined);
-    await rmdir(dir).catch(() => undefined);
-    throw e;
-  }
-  await unlink(temp);
-  await rmdir(dir);
-  return (await stat(path)).ino;
-}
-
-async function removeStaleSocket(path: string): Promise<void> {
-  let st;
-  try {
-    st = await lstat(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
-  }
-  if ((st.mode & fsc.S_IFMT) !== fsc.S_IFSOCK) throw new Error(`${path} exists and is not a socket; not replacing it`);
-  const listening = await new Promise<boolean>((resolve, reject) => {
-    const probe = connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? resolve(false) : reject(e)));
-  });
-  if (listening) throw new Error(`${path}: another process is listening there`);
-  await unlink(path);
 }

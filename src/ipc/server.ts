@@ -7,10 +7,9 @@
  * than replace a file someone else created meanwhile). The process umask is never touched, since
  * it is process-wide and not settable from worker threads.
  */
-import { constants as fsc } from 'node:fs';
-import { chmod, link, lstat, mkdtemp, rmdir, stat, unlink } from 'node:fs/promises';
-import { connect, createServer, type Server, type Socket } from 'node:net';
-import { basename, dirname, join } from 'node:path';
+import { lstat, unlink } from 'node:fs/promises';
+import { createServer, type Server, type Socket } from 'node:net';
+import { listenOwnerOnly } from './owner-only-socket.js';
 import { IpcConnection } from './connection.js';
 import type { Capabilities, HelloMessage, HostMessage, TargetMessage } from './messages.js';
 
@@ -33,7 +32,6 @@ export interface IpcServerOptions {
   version?: number;
 }
 
-const UNIX_PATH_MAX = 107;
 
 export class IpcServer {
   private readonly connections = new Set<IpcConnection<TargetMessage, HostMessage>>();
@@ -47,13 +45,6 @@ export class IpcServer {
 
   /** Listen at `path` (a stale socket file with no listener is replaced; anything else is refused). */
   static async listen(path: string, options: IpcServerOptions): Promise<IpcServer> {
-    await removeStaleSocket(path);
-    const dir = await mkdtemp(join(dirname(path), '.ipc-'));
-    const temp = join(dir, 's');
-    if (Buffer.byteLength(temp) > UNIX_PATH_MAX) {
-      await rmdir(dir);
-      throw new Error(`socket path ${temp} is longer than ${UNIX_PATH_MAX} bytes; choose a shorter ${basename(path)} directory`);
-    }
     const server = createServer();
     // Connections that arrive before the server object exists wait here (none can: the name is not public yet).
     const early: Socket[] = [];
@@ -62,25 +53,7 @@ export class IpcServer {
       early.push(socket);
     };
     server.on('connection', hold);
-    try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(temp, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      await chmod(temp, 0o600);
-      await link(temp, path);
-    } catch (e) {
-      server.close();
-      await unlink(temp).catch(() => undefined);
-      await rmdir(dir).catch(() => undefined);
-      throw e;
-    }
-    await unlink(temp);
-    await rmdir(dir);
-    const inode = (await stat(path)).ino;
+    const inode = await listenOwnerOnly(server, path, 'target');
     const ipc = new IpcServer(server, path, inode);
     server.off('connection', hold);
     server.on('connection', (socket: Socket) => ipc.accept(socket, options));
@@ -124,26 +97,4 @@ export class IpcServer {
       (e: Error) => options.onHandshakeFailure?.(e),
     );
   }
-}
-
-/** Remove `path` if it is a socket nobody listens on; refuse anything else that exists there. */
-async function removeStaleSocket(path: string): Promise<void> {
-  let st;
-  try {
-    st = await lstat(path);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw e;
-  }
-  if ((st.mode & fsc.S_IFMT) !== fsc.S_IFSOCK) throw new Error(`${path} exists and is not a socket; not replacing it`);
-  const listening = await new Promise<boolean>((resolve, reject) => {
-    const probe = connect(path);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', (e: NodeJS.ErrnoException) => (e.code === 'ECONNREFUSED' ? resolve(false) : reject(e)));
-  });
-  if (listening) throw new Error(`${path}: another target is listening there`);
-  await unlink(path);
 }
