@@ -16,7 +16,7 @@ import { main } from '../../src/cli/main.js';
 import { Forwarders, HandoverCycle, parseExpose, parseForward } from '../../src/host/forwarder.js';
 import { HostStack } from '../../src/host/stack.js';
 import type { TcpSocket } from '../../src/host/socket.js';
-import { newLinkCounters, type FrameHandler, type Link } from '../../src/link/link.js';
+import { memoryPair } from '../support/memory-pair.js';
 import { WallClockScheduler } from '../../src/link/scheduler.js';
 import { startTargetService, type TargetService } from '../../src/target/service.js';
 import { ipv4 } from '../../src/wire/addresses.js';
@@ -24,32 +24,6 @@ import { IP_B, MAC_A, MAC_B, payload, sha256 } from '../support/host-sim.js';
 import { createHash } from 'node:crypto';
 
 const silent = pino({ level: 'silent' });
-
-/** Two in-memory endpoints; delivery on a later event-loop turn, frames copied. */
-function memoryPair(): [Link, Link] {
-  const mk = (name: string): Link & { peer?: { deliver(f: Uint8Array[]): void }; deliver(f: Uint8Array[]): void } => {
-    let rx: FrameHandler | undefined;
-    let closed = false;
-    const ep = {
-      name, layer: 'ethernet' as const, mtu: 1500, counters: newLinkCounters(),
-      peer: undefined as { deliver(f: Uint8Array[]): void } | undefined,
-      send(frames: readonly Uint8Array[]): void {
-        if (closed) return;
-        const copy = frames.map((f) => f.slice());
-        setImmediate(() => ep.peer?.deliver(copy));
-      },
-      deliver(frames: Uint8Array[]): void { if (!closed) rx?.(frames); },
-      setReceiver(h: FrameHandler): void { rx = h; },
-      close(): Promise<void> { closed = true; return Promise.resolve(); },
-    };
-    return ep;
-  };
-  const a = mk('mem.t');
-  const b = mk('mem.p');
-  a.peer = b;
-  b.peer = a;
-  return [a, b];
-}
 
 async function until(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
@@ -75,7 +49,7 @@ interface World {
 async function world(): Promise<World> {
   const dir = await mkdtemp(join(tmpdir(), 'chim-fw-'));
   cleanups.push(() => rm(dir, { recursive: true, force: true }));
-  const [wireT, wireP] = memoryPair();
+  const [wireT, wireP] = memoryPair(['mem.t', 'mem.p']);
   const service = await startTargetService({ link: wireT, socketPath: join(dir, 't.sock'), logger: silent, interfaceMac: MAC_A });
   cleanups.push(async () => { await service.shutdown({ graceMs: 500 }); });
   const host = await connectHost({ socket: service.socketPath, address: ipv4('10.0.0.1'), prefixLength: 24, mac: '02:00:00:00:00:0a', policy: 'after-handshake', logger: silent });

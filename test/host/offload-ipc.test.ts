@@ -9,39 +9,13 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { IpcClient } from '../../src/ipc/client.js';
 import { IpcServer, type IpcBinding } from '../../src/ipc/server.js';
-import { newLinkCounters, type FrameHandler, type Link } from '../../src/link/link.js';
+import { memoryPair } from '../support/memory-pair.js';
 import { WallClockScheduler } from '../../src/link/scheduler.js';
 import { TargetCore } from '../../src/target/core.js';
 import { ChimneyLink } from '../../src/host/chimney-link.js';
 import { HostStack } from '../../src/host/stack.js';
 import type { TcpSocket } from '../../src/host/socket.js';
 import { Collector, IP_A, IP_B, MAC_A, MAC_B, payload, sha256, writeAll } from '../support/host-sim.js';
-
-/** Two in-memory endpoints; delivery on a later event-loop turn, frames copied. */
-function memoryPair(): [Link, Link] {
-  const mk = (name: string): Link & { peer?: { deliver(f: Uint8Array[]): void }; deliver(f: Uint8Array[]): void } => {
-    let rx: FrameHandler | undefined;
-    let closed = false;
-    const ep = {
-      name, layer: 'ethernet' as const, mtu: 1500, counters: newLinkCounters(),
-      peer: undefined as { deliver(f: Uint8Array[]): void } | undefined,
-      send(frames: readonly Uint8Array[]): void {
-        if (closed) return;
-        const copy = frames.map((f) => f.slice());
-        setImmediate(() => ep.peer?.deliver(copy));
-      },
-      deliver(frames: Uint8Array[]): void { if (!closed) rx?.(frames); },
-      setReceiver(h: FrameHandler): void { rx = h; },
-      close(): Promise<void> { closed = true; return Promise.resolve(); },
-    };
-    return ep;
-  };
-  const a = mk('mem.a');
-  const b = mk('mem.b');
-  a.peer = b;
-  b.peer = a;
-  return [a, b];
-}
 
 async function until(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
