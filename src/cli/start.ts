@@ -26,7 +26,6 @@ import type { LabProcess } from '../lab/process.js';
 import { parsePeerEvents, peerRoleArgv, SCENARIO, sinkHandler, sourceHandler, type PeerEvent, type PeerResult } from '../lab/scenario.js';
 import { tsNodeArgs } from '../lab/ts-child.js';
 import { withCapture } from '../link/capture-link.js';
-import { ForwardingLink, type Link } from '../link/link.js';
 import { WallClockScheduler } from '../link/scheduler.js';
 import { createSimPair } from '../link/sim/sim-link.js';
 import { Simulator } from '../link/sim/simulator.js';
@@ -37,6 +36,7 @@ import { HostStack as Stack } from '../host/stack.js';
 import { connectHost, DEFAULT_HOST_MAC, type RunningHost } from './host.js';
 import { parseArgs, type CliIo } from './io.js';
 import { cliLogger, isLogLevel, LOG_LEVELS } from './log.js';
+import { PumpedLink } from '../link/sim/pumped-link.js';
 
 export const START_HELP = `usage: chimney start [--bytes SIZE] [--cycles N] [--sim] [--results DIR] [--log-level LEVEL]
 
@@ -161,24 +161,6 @@ export async function startTcpdump(lab: Lab, ns: string | null, dev: string, pca
     if (!m) return ['tcpdump did not report its statistics: the capture may be incomplete'];
     return Number(m[1]) === 0 ? [] : [`tcpdump dropped ${m[1]} packets: the capture is incomplete`];
   };
-}
-
-/** Runs the sim link's zero-delay deliveries on the next event-loop turn after each send. */
-class PumpedLink extends ForwardingLink {
-  private armed = false;
-  constructor(inner: Link, private readonly sim: Simulator) {
-    super(inner);
-  }
-
-  send(frames: readonly Uint8Array[]): void {
-    this.inner.send(frames);
-    if (this.armed) return;
-    this.armed = true;
-    setImmediate(() => {
-      this.armed = false;
-      this.sim.runUntil(this.sim.now);
-    });
-  }
 }
 
 async function simTopology(pcapPath: string, sourceBytes: number, log: Logger): Promise<Topology> {

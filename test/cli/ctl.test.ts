@@ -22,12 +22,12 @@ import type { QueryResponse, StatusResponse } from '../../src/host/control.js';
 import type { TcpSocket } from '../../src/host/socket.js';
 import { HostStack } from '../../src/host/stack.js';
 import type { OffloadPolicy } from '../../src/host/offload.js';
-import { ForwardingLink, type Link } from '../../src/link/link.js';
 import { WallClockScheduler } from '../../src/link/scheduler.js';
 import { createSimPair } from '../../src/link/sim/sim-link.js';
 import { Simulator } from '../../src/link/sim/simulator.js';
 import { startTargetService, type TargetService } from '../../src/target/service.js';
 import { ipv4, mac } from '../../src/wire/addresses.js';
+import { PumpedLink } from '../../src/link/sim/pumped-link.js';
 
 const STACK_IP = '10.78.0.2';
 const PEER_IP = '10.78.0.1';
@@ -48,24 +48,6 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** Runs the sim link's zero-delay deliveries on the next event-loop turn after each send. */
-class PumpedLink extends ForwardingLink {
-  private armed = false;
-  constructor(inner: Link, private readonly sim: Simulator) {
-    super(inner);
-  }
-
-  send(frames: readonly Uint8Array[]): void {
-    this.inner.send(frames);
-    if (this.armed) return;
-    this.armed = true;
-    setImmediate(() => {
-      this.armed = false;
-      this.sim.runUntil(this.sim.now);
-    });
   }
 }
 
