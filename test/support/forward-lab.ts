@@ -8,12 +8,13 @@
  *  curl/iperf3 (root ns) -> 127.0.0.1:P [chimney host child] =IPC= [target service] = TAP
  *      ... TAP netdev 10.77.0.1 (peer ns: HTTP server, iperf3 -s, clients of --expose)
  */
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pino from 'pino';
-import { analyzePcap, type FlowAnalysis } from '../../src/capture/index.js';
+import type { FlowAnalysis } from '../../src/capture/index.js';
+import { startPcap } from './offload-lab.js';
 import { Lab } from '../../src/lab/lab.js';
 import type { LabProcess } from '../../src/lab/process.js';
 import { tsNodeArgs } from '../../src/lab/ts-child.js';
@@ -79,26 +80,9 @@ export function hostLog(host: LabProcess): Array<Record<string, unknown>> {
   return host.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-/** tcpdump -w on the peer's TAP device; `stop()` returns the flow analysis of the file. */
-export async function startPeerCapture(rig: ForwardRig, filter: string): Promise<{ stop(): Promise<FlowAnalysis> }> {
-  const file = join(rig.dir, `${rig.lab.uniqueName('cap')}.pcap`);
-  // Headers plus the first bytes of payload: enough for sequence analysis at 50 MB.
-  const dump = rig.lab.spawn(rig.peerNs, 'tcpdump', ['-i', rig.peerDev, '-nn', '-U', '--immediate-mode', '-B', '65536', '-s', '160', '-w', file, filter]);
-  await dump.waitForOutput(/listening on/, 20_000);
-  return {
-    async stop(): Promise<FlowAnalysis> {
-      await new Promise((r) => setTimeout(r, 200)); // the last frames reach the capture
-      await dump.kill('SIGTERM');
-      const m = /(\d+) packets? dropped by kernel/.exec(dump.stderr);
-      if (!m) throw new Error(`tcpdump did not report its statistics:\n${dump.stderr}`);
-      // A lossy capture would judge the connection on missing frames: refuse it.
-      if (Number(m[1]) !== 0) throw new Error(`tcpdump dropped ${m[1]} packets: the capture is incomplete`);
-      // For debugging a failure: FORWARD_KEEP_PCAP_DIR=/some/dir keeps a copy of every capture.
-      const keep = process.env.FORWARD_KEEP_PCAP_DIR;
-      if (keep) copyFileSync(file, join(keep, `${rig.lab.uniqueName('keep')}.pcap`));
-      return analyzePcap(file);
-    },
-  };
+/** tcpdump -w on the peer's TAP device (OFFLOAD_KEEP_PCAP_DIR keeps a copy); `stop()` analyses it. */
+export function startPeerCapture(rig: ForwardRig, filter: string): Promise<{ stop(): Promise<FlowAnalysis> }> {
+  return startPcap(rig, filter);
 }
 
 /** A program's result line (JSON on stdout, `{"event": ...}`), or its error line. */

@@ -87,7 +87,7 @@ export async function buildOffloadRig(opts: OffloadRigOptions): Promise<OffloadR
 }
 
 /** tcpdump -w on the peer's TAP device; `stop()` returns the flow analysis of the file. */
-export async function startPcap(rig: HostRig, filter: string): Promise<{ stop(): Promise<FlowAnalysis> }> {
+export async function startPcap(rig: Pick<HostRig, 'lab' | 'peerNs' | 'peerDev'>, filter: string): Promise<{ stop(): Promise<FlowAnalysis> }> {
   const file = join(tmpdir(), `${rig.lab.uniqueName('cap')}.pcap`);
   rig.lab.onTeardown(() => rmSync(file, { force: true }));
   // Headers plus some payload: enough for sequence analysis, and retransmitted copies of the
