@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verdict } from '../../src/capture/index.js';
 import type { LabProcess } from '../../src/lab/process.js';
 import { tapLabSkipReason } from '../support/tap-lab-available.js';
+import { expectWholeConnection } from '../support/interop-checks.js';
 import {
   buildForwardRig, forwardPorts, hostLog, PEER_IP, resultOf, STACK_IP, startHostCli, startPeerCapture, type ForwardRig,
 } from '../support/forward-lab.js';
@@ -160,13 +161,7 @@ describe.skipIf(reason !== '')('forwarders: unmodified programs over offloaded c
     // close and Linux answered with RSTs in about 1 run in 5.)
     const v = verdict(analysis, { failOnRst: true });
     expect(v.problems).toEqual([]);
-    expect(analysis.connections).toHaveLength(1);
-    const conn = analysis.connections[0]!;
-    for (const d of [conn.ab, conn.ba]) {
-      expect(d.rst).toBeUndefined();
-      expect(d.gaps.streamBytes).toBe(0);
-      expect(d.fin).toBeDefined();
-    }
+    const conn = expectWholeConnection(analysis, { noRst: true });
     const fromPeer = conn.ab.from.startsWith(`${PEER_IP}:`) ? conn.ab : conn.ba;
     expect(fromPeer.from).toBe(`${PEER_IP}:${HTTP_PORT}`);
     expect(fromPeer.to.startsWith(`${STACK_IP}:`)).toBe(true);

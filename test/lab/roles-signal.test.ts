@@ -10,7 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { chimneyArgv } from '../../src/cli/start.js';
 import { labAvailable } from '../../src/lab/availability.js';
 import { Lab } from '../../src/lab/lab.js';
-import { peerRoleArgv, SCENARIO, STACK_SYSCTLS, stackRoleArgv } from '../../src/lab/scenario.js';
+import { composeNamespaces } from '../support/compose-namespaces.js';
+import { peerRoleArgv, SCENARIO, stackRoleArgv } from '../../src/lab/scenario.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'chimney-roles-signal-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -22,12 +23,7 @@ describe('chimney lab stack, interrupted', () => {
   it.skipIf(!avail.ok)('issue 6: SIGINT during the transfer: the stack role exits, its TAP and tcpdump are gone from its namespace', async () => {
     const lab = new Lab();
     try {
-      const chim = await lab.addNamespace('chim');
-      const peerNs = await lab.addNamespace('peer');
-      const { a, b } = await lab.addVeth(chim, peerNs);
-      await lab.addAddress(chim, a, `${SCENARIO.compose.chimneyIp}/${SCENARIO.prefixLength}`);
-      await lab.addAddress(peerNs, b, `${SCENARIO.peerIp}/${SCENARIO.prefixLength}`);
-      for (const [k, v] of Object.entries(STACK_SYSCTLS)) await lab.sysctl(chim, k, v);
+      const { chim, peerNs } = await composeNamespaces(lab);
       const peer = lab.spawn(peerNs, process.execPath, [...chimneyArgv(), ...peerRoleArgv(), '--bytes', '2G']);
       await peer.waitForOutput(/"event":"listening"/, 30_000);
       const stack = lab.spawn(chim, process.execPath, [...chimneyArgv(), ...stackRoleArgv(), '--bytes', '2G', '--results', dir]);

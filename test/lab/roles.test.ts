@@ -15,6 +15,7 @@ import { analyzePcap, verdict } from '../../src/capture/flow-analysis.js';
 import { chimneyArgv } from '../../src/cli/start.js';
 import { labAvailable } from '../../src/lab/availability.js';
 import { Lab } from '../../src/lab/lab.js';
+import { composeNamespaces } from '../support/compose-namespaces.js';
 import { parsePeerEvents, peerRoleArgv, SCENARIO, STACK_SYSCTLS, stackRoleArgv, type PeerResult } from '../../src/lab/scenario.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'chimney-roles-test-'));
@@ -37,12 +38,7 @@ describe('chimney lab peer + chimney lab stack (the compose lab in namespaces)',
   it.skipIf(!avail.ok)('issue 6: the compose roles, as two processes, move SIZE bytes each way with hand-overs; both ends and the capture agree on the digests', async () => {
     const lab = new Lab();
     try {
-      const chim = await lab.addNamespace('chim');
-      const peerNs = await lab.addNamespace('peer');
-      const { a, b } = await lab.addVeth(chim, peerNs);
-      await lab.addAddress(chim, a, `${SCENARIO.compose.chimneyIp}/${SCENARIO.prefixLength}`);
-      await lab.addAddress(peerNs, b, `${SCENARIO.peerIp}/${SCENARIO.prefixLength}`);
-      for (const [k, v] of Object.entries(STACK_SYSCTLS)) await lab.sysctl(chim, k, v);
+      const { chim, peerNs } = await composeNamespaces(lab);
 
       const peer = lab.spawn(peerNs, process.execPath, [...chimneyArgv(), ...peerRoleArgv(), '--bytes', SIZE]);
       await peer.waitForOutput(/"event":"listening"/, 30_000);
