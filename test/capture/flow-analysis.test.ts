@@ -653,8 +653,14 @@ async function checkCaptureSet(dir: string, fresh = false): Promise<void> {
   // 2. No loss, GSO super-frames, cooked v2, nanoseconds.
   const any = await analyzePcap(join(dir, 'clean-any-ns.pcap'));
   const c = checkLinuxTransfer(connectionOnPort(any, clean.port), clean);
-  expect(c.retransmissions.segments).toBe(0);
-  expect(c.payloadBytes).toBe(clean.bytes);
+  if (fresh) {
+    // A loaded machine can delay an ACK past Linux's tail-loss probe even without loss (seen in a
+    // clean-clone CI run: one resent segment): exact accounting instead of zero.
+    expect(c.payloadBytes).toBe(clean.bytes + c.retransmissions.bytes);
+  } else {
+    expect(c.retransmissions.segments).toBe(0);
+    expect(c.payloadBytes).toBe(clean.bytes);
+  }
   expect(c.dataSegments).toBeLessThan(clean.bytes / 1448); // segments larger than the MSS
 
   // 3. Full payload, cooked v1, 5 % loss: resent bytes compared, the stream digest matches.
