@@ -13,6 +13,7 @@ import { Status, statusName } from '../chimney/status.js';
 import { MESSAGES, type MessageOf, type TargetMessage } from '../ipc/messages.js';
 import { deferOn } from '../link/scheduler.js';
 import { TcpConnection } from '../tcp/connection.js';
+import { seqDiff } from '../wire/seq.js';
 import type { Scheduler } from '../tcp/driver.js';
 import { TcpState as S, type TcpConfig, type TcpExport } from '../tcp/types.js';
 import { cloneSegment, type TcpSegment } from '../wire/tcp-segment.js';
@@ -58,6 +59,18 @@ export interface OffloadStats {
   indicationsRefused: number;
   /** Neighbor and path UpdateOffloads sent (MAC or path MTU changes). */
   updates: number;
+  /**
+   * Hand-overs where the bytes given to the application since the previous hand-over differ from
+   * how far RcvNxt moved: received data lost or duplicated (a bug; logged with the numbers).
+   */
+  receiveMismatches: number;
+}
+
+/** Where a connection's receive stream stood at its last hand-over. */
+interface ReceiveMark {
+  rcvNxt: number;
+  finReceived: boolean;
+  bytesRead: number;
 }
 
 /** States an established connection can be offloaded in (the handshake stays on the host). */
@@ -196,7 +209,8 @@ export class OffloadManager implements OffloadControl {
   readonly sendBacklog: number;
   readonly receivePost: number;
   readonly msPerTick: number;
-  readonly stats: OffloadStats = { initiates: 0, initiateFailures: 0, terminates: 0, sendRequests: 0, sendBacklogPeak: 0, indications: 0, indicationsRefused: 0, updates: 0 };
+  readonly stats: OffloadStats = { initiates: 0, initiateFailures: 0, terminates: 0, sendRequests: 0, sendBacklogPeak: 0, indications: 0, indicationsRefused: 0, updates: 0, receiveMismatches: 0 };
+  private readonly receiveMarks = new WeakMap<TcpSocket, ReceiveMark>();
   private readonly bySocket = new Map<TcpSocket, OffloadEntry>();
   private readonly byHandle = new Map<number, OffloadEntry>();
   private readonly byCtx = new Map<number, OffloadEntry>();
@@ -296,6 +310,7 @@ export class OffloadManager implements OffloadControl {
     // Unread bytes go to the stream now rather than as BufferedData: the application gets them
     // in order either way, and the target starts with an empty receive buffer.
     for (const r of exp.receiveData) if (r.length > 0) socket.offloadData(r.slice());
+    this.checkReceiveStream(socket, exp.delegated.rcvNxt, exp.finReceived, 'offload');
     for (const d of exp.sendData) {
       for (let off = 0; off < d.length; off += MAX_REQUEST) {
         const req = { id: this.nextRequestId(), bytes: d.slice(off, Math.min(d.length, off + MAX_REQUEST)) };
@@ -508,6 +523,7 @@ export class OffloadManager implements OffloadControl {
       returned.push(bd.bufferId);
     }
     if (returned.length > 0) this.link.sendMessage({ type: 'TcpReceiveReturn', bufferIds: returned });
+    this.checkReceiveStream(entry.socket, d.rcvNxt, [S.CloseWait, S.Closing, S.LastAck, S.TimeWait].includes(d.state), 'terminate');
     // A FIN the target never queued is queued again by the socket on the imported engine.
     const exp: TcpExport = {
       const: entry.exp.const,
@@ -528,6 +544,22 @@ export class OffloadManager implements OffloadControl {
     entry.socket.offloadGone();
     const err = new Error(`terminate failed: ${reason}`);
     for (const w of entry.terminateWaiters.splice(0)) w.reject(err);
+  }
+
+  /**
+   * Every byte the peer's sequence space carried since the last hand-over reached the application
+   * exactly once: bytes read moved as far as RcvNxt did (less the peer's FIN). A mismatch is a
+   * bug on one side of the hand-over; it is logged with the numbers and counted, not hidden.
+   */
+  private checkReceiveStream(socket: TcpSocket, rcvNxt: number, finReceived: boolean, at: 'offload' | 'terminate'): void {
+    const mark = this.receiveMarks.get(socket);
+    this.receiveMarks.set(socket, { rcvNxt, finReceived, bytesRead: socket.bytesRead });
+    if (mark === undefined || socket.destroyed) return; // a destroyed socket discards what it gets
+    const expected = seqDiff(rcvNxt, mark.rcvNxt) - (finReceived && !mark.finReceived ? 1 : 0);
+    const read = socket.bytesRead - mark.bytesRead;
+    if (read === expected) return;
+    this.stats.receiveMismatches++;
+    this.log('receive stream mismatch at a hand-over', { at, bytesGiven: read, rcvNxtAdvance: expected, rcvNxt, previousRcvNxt: mark.rcvNxt });
   }
 
   /** Rebuild the host engine from `exp`, attach it, then process the segments held meanwhile. */

@@ -347,6 +347,8 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
       try {
         await rig.run(() => (ra.ended && rb.ended) || ra.error !== undefined || rb.error !== undefined, `${seed} transfer`, 600_000);
         cycles += rig.a.offload!.stats.terminates;
+        const mismatches = rig.a.offload!.stats.receiveMismatches;
+        if (mismatches > 0) failures.push(`${seed}: ${mismatches} hand-overs where RcvNxt and the bytes given to the application disagree`);
         if (ra.error || rb.error) failures.push(`${seed}: error ${ra.error?.message ?? rb.error?.message}`);
         else if (rb.digest() !== sha256(da) || ra.digest() !== sha256(db)) failures.push(`${seed}: streams differ (${rb.bytes}/${da.length}, ${ra.bytes}/${db.length})`);
         else {

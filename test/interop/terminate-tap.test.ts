@@ -75,7 +75,8 @@ function toggleEvery(sock: TcpSocket, periodMs: number): Toggler {
   };
 }
 
-async function cycleTransfer(rig: OffloadRig, port: number, bytes: number): Promise<{ toggler: Toggler; secs: number }> {
+/** The transfer's outcome; `expectExact()` asserts both streams (after the caller printed the diagnostics). */
+async function cycleTransfer(rig: OffloadRig, port: number, bytes: number): Promise<{ toggler: Toggler; secs: number; expectExact(): void }> {
   const peer = await Peer.start(rig, { role: 'server', port, send: bytes, close: 'after-peer-end' });
   const up = randomBytes(bytes);
   const sock = rig.stack.connect({ host: rig.peerIp, port });
@@ -92,8 +93,7 @@ async function cycleTransfer(rig: OffloadRig, port: number, bytes: number): Prom
     await toggler.stop();
   }
   const secs = (Date.now() - t0) / 1000;
-  expectExactExchange(c, report, up, bytes);
-  return { toggler, secs };
+  return { toggler, secs, expectExact: () => expectExactExchange(c, report, up, bytes) };
 }
 
 interface Outcome {
@@ -137,7 +137,7 @@ describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during tra
       rig = await buildOffloadRig({ policy: 'after-handshake', impair });
       const port = impair ? 5202 : 5201;
       const cap = await startPcap(rig, `tcp port ${port}`);
-      const { toggler, secs } = await cycleTransfer(rig, port, bytes);
+      const { toggler, secs, expectExact } = await cycleTransfer(rig, port, bytes);
       const analysis = await cap.stop();
       const st = rig.service.status();
       const v = verdict(analysis);
@@ -146,6 +146,10 @@ describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during tra
         `TcpForward messages ${rig.sentToTarget.get('TcpForward') ?? 0}; host offload ${JSON.stringify(rig.stack.offload!.stats)}; core ${JSON.stringify(st.counters.core)}; capture ${rtx.join('; ')}; notes: ${v.notes.join(' | ') || 'none'}` +
         (rig.impaired ? `; impair out ${JSON.stringify(rig.impaired.out.stats)} in ${JSON.stringify(rig.impaired.in.stats)}` : ''));
       outcomes.set(name, { analysis, toggler });
+      const offloadStats = rig.stack.offload!.stats;
+      if (offloadStats.receiveMismatches > 0) console.error(`receive stream mismatches; last log lines:\n${rig.logTail().filter((l) => !l.includes('"level":30,') || l.includes('mismatch')).slice(-60).join('\n')}`);
+      expect(offloadStats.receiveMismatches, 'hand-overs where RcvNxt and the bytes given to the application disagree').toBe(0);
+      expectExact();
       expect(toggler.errors).toEqual([]);
       // At 100 ms the transfer saw many hand-overs each way.
       // Every 100 ms for as long as the transfer runs: how many depends on the machine's speed

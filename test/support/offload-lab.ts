@@ -33,6 +33,13 @@ export interface OffloadRig extends HostRig {
   sentToTarget: Map<string, number>;
   /** The impairment between the target and its TAP, when asked for. */
   impaired: WallImpairedLink | undefined;
+  /** The last log lines (JSON) of the target service and the host stack, for a failure's report. */
+  logTail(): string[];
+}
+
+/** A pino logger keeping its last `max` lines in memory. */
+function ringLogger(name: string, lines: string[], max = 400): pino.Logger {
+  return pino({ level: 'info', name }, { write(line: string): void { lines.push(line.trimEnd()); if (lines.length > max) lines.shift(); } });
 }
 
 export interface OffloadRigOptions {
@@ -57,7 +64,8 @@ export async function buildOffloadRig(opts: OffloadRigOptions): Promise<OffloadR
     if (impaired) lab.onTeardown(() => impaired.close());
     const dir = mkdtempSync(join(tmpdir(), 'chim-off-'));
     lab.onTeardown(() => rmSync(dir, { recursive: true, force: true }));
-    const service = await startTargetService({ link: targetLink, socketPath: join(dir, 't.sock'), logger: pino({ level: 'silent' }), uploadGraceMs: 1000 });
+    const logLines: string[] = [];
+    const service = await startTargetService({ link: targetLink, socketPath: join(dir, 't.sock'), logger: ringLogger('target', logLines), uploadGraceMs: 1000 });
     lab.onTeardown(async () => { await service.shutdown({ graceMs: 1000 }); });
     const client = await IpcClient.connect(service.socketPath, { software: 'offload-interop-host' });
     lab.onTeardown(() => client.close());
@@ -74,12 +82,12 @@ export async function buildOffloadRig(opts: OffloadRigOptions): Promise<OffloadR
     const scheduler = new WallClockScheduler();
     lab.onTeardown(() => scheduler.close());
     const stack = new HostStack({
-      link: chimney, mac: mac(STACK_MAC), scheduler, offload: { policy: opts.policy },
+      link: chimney, mac: mac(STACK_MAC), scheduler, offload: { policy: opts.policy }, logger: ringLogger('host', logLines),
       ipv4: { address: ipv4(STACK_IP), prefixLength: 24, gateway: ipv4(TAP_KERNEL_IP) },
     });
     // Hooks run last-registered first: stack, scheduler, IPC client, service, impairment, TAP.
     lab.onTeardown(() => stack.close());
-    return { lab, peerNs: ns, peerIp: TAP_KERNEL_IP, peerDev: tap.name, link: tap, stackLink: chimney, scheduler, stack, service, client, chimney, sentToTarget, impaired };
+    return { lab, peerNs: ns, peerIp: TAP_KERNEL_IP, peerDev: tap.name, link: tap, stackLink: chimney, scheduler, stack, service, client, chimney, sentToTarget, impaired, logTail: () => logLines.slice() };
   } catch (err) {
     await lab.teardown().catch(() => undefined);
     throw err;

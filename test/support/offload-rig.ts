@@ -24,6 +24,13 @@ export interface RigOptions {
   maxConnections?: number;
   /** Keep a copy of every frame the target sends (wireOut). */
   recordWire?: boolean;
+  /**
+   * IPC latency in ms, drawn per message up to this bound, order kept per direction: a loaded
+   * machine's Unix socket, where hand-over round trips outlast the wire's.
+   */
+  ipcDelayMs?: number;
+  /** The target's wait for the hand-over barrier (TargetCore forwardWaitMs). */
+  forwardWaitMs?: number;
 }
 
 /** Offloading host A (behind the target) and a plain peer B. */
@@ -45,12 +52,24 @@ export class OffloadRig {
     const wireTarget = o.impair ? impair(wa, this.sim, rng.fork('t'), o.impair) : wa;
     const wb = o.impair ? impair(wbRaw, this.sim, rng.fork('p'), o.impair) : wbRaw;
     this.peerWire = wb;
-    const later = (fn: () => void): void => { this.sim.schedule(this.sim.now, fn); };
-    this.link = new ChimneyLink({ send: (m) => later(() => this.core.onHostMessage(m)) });
+    const ipcDelay = o.ipcDelayMs ?? 0;
+    const ipcRng = ipcDelay > 0 ? rng.fork('ipc') : undefined;
+    // One queue per direction: a message never overtakes an earlier one (a stream socket).
+    const channel = (): ((fn: () => void) => void) => {
+      let last = 0;
+      return (fn) => {
+        const at = Math.max(last, this.sim.now + (ipcRng ? ipcRng.float() * ipcDelay : 0));
+        last = at;
+        this.sim.schedule(at, fn);
+      };
+    };
+    const toTarget = channel();
+    const toHost = channel();
+    this.link = new ChimneyLink({ send: (m) => toTarget(() => this.core.onHostMessage(m)) });
     this.core = new TargetCore({
-      scheduler, interfaceMac: MAC_A, terminateSendMode: o.terminateSendMode ?? 'chain',
+      scheduler, interfaceMac: MAC_A, forwardWaitMs: o.forwardWaitMs, terminateSendMode: o.terminateSendMode ?? 'chain',
       limits: o.maxConnections === undefined ? undefined : { maxConnections: o.maxConnections },
-      toHost: (m) => later(() => this.link.onTargetMessage(m)),
+      toHost: (m) => toHost(() => this.link.onTargetMessage(m)),
       toWire: (f) => {
         if (o.recordWire) this.wireOut.push(f.slice());
         wireTarget.send([f]);
