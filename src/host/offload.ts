@@ -302,6 +302,7 @@ export class OffloadManager implements OffloadControl {
 
     const held: TcpSegment[] = [];
     const exp = socket.exportState({ msPerTick: this.msPerTick }, new HoldHandler(held));
+    const rawSeen = this.link.rawFramesSeen;
     this.stack.flush();
     const handle = this.nextHandle;
     this.nextHandle += 3;
@@ -337,6 +338,9 @@ export class OffloadManager implements OffloadControl {
     this.stats.initiates++;
     const promise = new Promise<void>((resolve, reject) => entry.initiateWaiters.push({ resolve, reject }));
     socket.offloadBegin(entry);
+    // What the host has processed when it exported: the target replays the frames after this mark
+    // (the ones held meanwhile) itself, without waiting for the forward (docs/ipc-protocol.md 7).
+    this.link.sendMessage({ type: 'RawFramesSeen', count: rawSeen });
     this.link.sendMessage({
       type: 'InitiateOffload', opId, blocks: [{
         blockId: TERMINATE_BLOCKS.neighbor, role: 'new', layer: 'neighbor', handle: handle + 1,
@@ -585,6 +589,7 @@ export class OffloadManager implements OffloadControl {
       if (b.closed || !b.attached) break;
       b.input(seg);
     }
+    if (!b.closed && b.attached) b.run((c, now) => c.announceWindow(now));
   }
 
   private forget(entry: OffloadEntry): void {

@@ -16,7 +16,7 @@ import {
 } from './state-schema.js';
 
 /** Bumped whenever the encoding or the meaning of any message changes. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2; // 2: RawFramesSeen (the hand-over replay mark)
 
 export type Direction = 'host->target' | 'target->host' | 'both';
 
@@ -114,6 +114,10 @@ const statusIndication = refine(
 
 const rawFrame = struct('RawFrame', 'a whole frame on the non-offload path (target -> host: received; host -> target: to send)', {
   frame: f(bytes(MAX_DATA_BYTES, 1), 'the frame as on the link (Ethernet for tap, IP packet for raw)', '2.6, 8.1'),
+});
+
+const rawFramesSeen = struct('RawFramesSeen', 'how many RawFrame messages from the target the host has processed so far on this binding', {
+  count: f(u32, 'RawFrame messages target -> host processed, modulo 2^32; sent right before an InitiateOffload, it tells the target which frames of the 4-tuple the host will hold (section 7)', '2.6'),
 });
 
 // ------------------------------------------------------------------------------------- state operations
@@ -243,6 +247,7 @@ export const MESSAGES = {
   SetParametersComplete: m(0x0004, 'target->host', '2.8', 'answer to SetParameters', setParametersComplete),
   StatusIndication: m(0x0005, 'target->host', '5.5', 'adapter-wide status: upload all, pause, resume', statusIndication),
   RawFrame: m(0x0006, 'both', '2.6, 8.1', 'non-offload path frame', rawFrame),
+  RawFramesSeen: m(0x0007, 'host->target', '2.6', 'RawFrame messages the host processed (the hand-over replay mark)', rawFramesSeen),
 
   InitiateOffload: m(0x0010, 'host->target', '2.1', 'offload a tree of new objects', tree('InitiateOffload', 'a tree of placeholder / linker / new blocks', block)),
   UpdateOffload: m(0x0011, 'host->target', '2.2', 'change CACHED variables, relink paths to a neighbor', tree('UpdateOffload', 'a tree of references with new CACHED values', updateRefBlock)),

@@ -22,6 +22,7 @@ import { parseTcp } from '../wire/tcp.js';
 import { TCP_ACK, TCP_RST, TCP_SYN, TCP_URG, cloneSegment, type TcpSegment } from '../wire/tcp-segment.js';
 import { seqAdd, seqGe, seqLe, seqLt } from '../wire/seq.js';
 import { TcpState as EngineState } from '../tcp/types.js';
+import { RawFrameRing } from './raw-frame-ring.js';
 import {
   DEFAULT_PARAMETERS, OffloadedConnection, checkOffloadable, type TargetParameters,
 } from './offloaded-connection.js';
@@ -48,6 +49,12 @@ export const DEFAULT_LIMITS: TargetLimits = {
 };
 
 export const DEFAULT_FORWARD_WAIT_MS = 1000;
+/**
+ * RawFrame messages kept for the hand-over replay (a power of two). Enough for the frames one
+ * host round trip carries at line rate on a loaded machine (~4k full frames in 100 ms at 500 Mbit/s);
+ * about 12 MB at most, held as the copies the RawFrame messages were made from anyway.
+ */
+export const RAW_FRAME_RING = 8192;
 
 export interface TargetCoreOptions {
   scheduler: Scheduler;
@@ -64,6 +71,8 @@ export interface TargetCoreOptions {
    * round trip took over 100 ms; a host that never sends it costs one stall per offload.
    */
   forwardWaitMs?: number;
+  /** RawFrame messages remembered for the hand-over replay (power of two; default RAW_FRAME_RING). */
+  rawFrameRing?: number;
   toHost(msg: TargetMessage): void;
   toWire(frame: Uint8Array): void;
   log?: (level: 'info' | 'warn', msg: string, fields?: Record<string, unknown>) => void;
@@ -109,6 +118,10 @@ export interface TargetCounters {
   errorsToHost: number;
   initiates: number;
   terminates: number;
+  /** Held segments the target replayed itself at initiates (RawFramesSeen). */
+  segmentsReplayed: number;
+  /** Initiates whose replay the ring could not cover (they waited for the host's forward). */
+  replayIncomplete: number;
 }
 
 function ipKey(a: Uint8Array): string {
@@ -124,7 +137,7 @@ export class TargetCore {
   readonly limits: TargetLimits;
   readonly ledger: BufferLedger;
   params: TargetParameters = { ...DEFAULT_PARAMETERS };
-  readonly counters: TargetCounters = { framesIn: 0, framesToHost: 0, framesOffloaded: 0, framesOut: 0, dropped: {}, errorsToHost: 0, initiates: 0, terminates: 0 };
+  readonly counters: TargetCounters = { framesIn: 0, framesToHost: 0, framesOffloaded: 0, framesOut: 0, dropped: {}, errorsToHost: 0, initiates: 0, terminates: 0, segmentsReplayed: 0, replayIncomplete: 0 };
   private readonly o: TargetCoreOptions;
   private readonly neighbors = new Map<number, NeighborObj>();
   private readonly paths = new Map<number, PathObj>();
@@ -147,11 +160,16 @@ export class TargetCore {
   private readonly pendingTerminates: Array<{ opId: number; blocks: RefBlock[]; conns: OffloadedConnection[]; neighbors: number[] }> = [];
   /** Unanswered NeighborReachabilityQuery ids -> neighbor context. */
   private readonly reachabilityQueries = new Map<number, number>();
+  /** The frames passed up as RawFrame, for the hand-over replay. */
+  private readonly rawRing: RawFrameRing;
+  /** The host's RawFramesSeen mark for the next InitiateOffload (it is sent right before one). */
+  private rawSeenMark: number | undefined;
 
   constructor(o: TargetCoreOptions) {
     this.o = o;
     this.limits = { ...DEFAULT_LIMITS, ...o.limits };
     this.ledger = new BufferLedger({ maxLentBytes: this.limits.maxBufferedBytes });
+    this.rawRing = new RawFrameRing(o.rawFrameRing ?? RAW_FRAME_RING);
   }
 
   private get msPerTick(): number {
@@ -234,6 +252,9 @@ export class TargetCore {
       case 'RawFrame':
         this.counters.framesOut++;
         this.o.toWire(msg.frame);
+        return;
+      case 'RawFramesSeen':
+        this.rawSeenMark = msg.count;
         return;
       case 'InitiateOffload':
         this.initiate(msg);
@@ -321,13 +342,14 @@ export class TargetCore {
 
   private initiate(msg: MessageOf<'InitiateOffload'>): void {
     this.counters.initiates++;
+    const replay = this.replayFrames();
     const held: TargetMessage[] = [];
     this.holdBack = held;
     let results: BlockResult[];
     try {
       results = processInitiateTree(msg.blocks, {
         exists: (ctx, layer) => this.exists(ctx, layer),
-        offload: (b, parent) => this.offloadOne(b, parent),
+        offload: (b, parent) => this.offloadOne(b, parent, replay),
       });
     } finally {
       this.holdBack = undefined;
@@ -342,7 +364,32 @@ export class TargetCore {
     return this.tcps.has(ctx);
   }
 
-  private offloadOne(b: Extract<Block, { role: 'new' }>, parent: number | undefined): { status: number; ctx?: number } {
+  /**
+   * The frames the host holds for the connections of this initiate: every RawFrame after the
+   * host's RawFramesSeen mark (sent right before the InitiateOffload). Undefined without a mark or
+   * when the ring lost some of them: the connection then waits for the host's forward instead.
+   */
+  private replayFrames(): Uint8Array[] | undefined {
+    const mark = this.rawSeenMark;
+    this.rawSeenMark = undefined;
+    if (mark === undefined) return undefined;
+    const frames = this.rawRing.after(mark);
+    if (frames === undefined) this.counters.replayIncomplete++;
+    return frames;
+  }
+
+  /** The TCP segments of one 4-tuple among `frames`, in order (checksums verified, like any input). */
+  private segmentsOf(frames: readonly Uint8Array[], remoteIp: number, localIp: number, ports: number): TcpSegment[] {
+    const out: TcpSegment[] = [];
+    for (const frame of frames) {
+      const p = parseFrame(frame);
+      if (typeof p === 'string' || !p.tcp || !p.ip || p.ip.version !== 4 || p.ip.hasOptions) continue;
+      if (p.ip.src === remoteIp && p.ip.dst === localIp && p.tcp.dstPort * 65536 + p.tcp.srcPort === ports) out.push(p.tcp);
+    }
+    return out;
+  }
+
+  private offloadOne(b: Extract<Block, { role: 'new' }>, parent: number | undefined, replay?: readonly Uint8Array[]): { status: number; ctx?: number } {
     if (b.layer === 'neighbor') {
       const s = b.state as NeighborState;
       if (this.neighbors.size >= this.limits.maxNeighbors) return { status: Status.OFFLOAD_NEIGHBOR_ENTRIES };
@@ -416,6 +463,11 @@ export class TargetCore {
     if (!byPorts) this.flows.set(remoteIp, (byPorts = new Map()));
     byPorts.set(ports, ctx);
     p.tcps.add(ctx);
+    if (replay !== undefined) {
+      const segs = this.segmentsOf(replay, remoteIp, localIp, ports);
+      this.counters.segmentsReplayed += segs.length;
+      conn.replayHeld(segs);
+    }
     conn.start();
     this.o.log?.('info', 'connection offloaded', { ctx, handle: b.handle, flow });
     return { status: Status.SUCCESS, ctx };
@@ -495,7 +547,9 @@ export class TargetCore {
       }
     }
     this.counters.framesToHost++;
-    this.send({ type: 'RawFrame', frame: frame.slice() });
+    const copy = frame.slice();
+    this.rawRing.push(copy);
+    this.send({ type: 'RawFrame', frame: copy });
   }
 
   // ------------------------------------------------------------------------------ terminate
@@ -696,6 +750,12 @@ export class TargetCore {
   /** Ask the host to take every connection back (SIGTERM, spec 5.5). */
   requestUploadAll(): void {
     this.send({ type: 'StatusIndication', code: AdapterStatus.UploadAll });
+  }
+
+  /** A host bound: it counts RawFrame messages from zero (RawFramesSeen). */
+  hostBound(): void {
+    this.rawRing.reset();
+    this.rawSeenMark = undefined;
   }
 
   /** The host binding closed or misbehaved: abort (RST) its connections and free their buffers. */

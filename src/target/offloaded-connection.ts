@@ -204,6 +204,8 @@ export class OffloadedConnection {
    * engine would see a hole and answer with duplicate ACKs that make the peer retransmit.
    */
   private forwardWait: { queue: TcpSegment[]; timer: unknown; startPending?: boolean } | undefined;
+  /** The held segments were replayed from the ring: the host's forwards before its barrier repeat them. */
+  private replayed = false;
   /** Sends completed with SUCCESS / chained / completed otherwise, for the ownership ledger. */
   readonly counters = { sendsCompleted: 0, receivesCompleted: 0, indications: 0, segmentsIn: 0 };
 
@@ -269,7 +271,10 @@ export class OffloadedConnection {
       this.forwardWait.startPending = true;
       return;
     }
-    this.driver.run((c, now) => c.onTimer(now));
+    this.driver.run((c, now) => {
+      c.onTimer(now);
+      c.announceWindow(now);
+    });
   }
 
   get state(): EngineState {
@@ -298,6 +303,21 @@ export class OffloadedConnection {
   /** True while wire segments wait for the host's first forward. */
   get awaitingForward(): boolean {
     return this.forwardWait !== undefined;
+  }
+
+  /**
+   * The segments the host holds for this connection, replayed by the target from its RawFrame
+   * ring (RawFramesSeen): processed now, before any wire segment, so the connection need not wait
+   * for the host's forward; the host's forwards of the same segments are then skipped.
+   */
+  replayHeld(segs: readonly TcpSegment[]): void {
+    if (this.phase !== 'live' || this.forwardWait === undefined) return;
+    this.replayed = true;
+    for (const seg of segs) {
+      this.counters.segmentsIn++;
+      this.driver.input(seg);
+    }
+    this.endForwardWait();
   }
 
   private dropForwardWait(): void {
@@ -380,7 +400,11 @@ export class OffloadedConnection {
   }
 
   forward(segments: ReadonlyArray<{ requestId: number; segment: TcpSegment | undefined }>): Array<{ ctx: number; requestId: number; status: number }> {
+    // Replayed already (replayHeld): the same segments again, processed once, so completed as such.
+    const repeat = this.replayed;
+    if (segments.length === 0) this.replayed = false;
     const results = segments.map(({ requestId, segment }) => {
+      if (repeat) return { ctx: this.ctx, requestId, status: Status.SUCCESS };
       if (this.aborted) return { ctx: this.ctx, requestId, status: Status.REQUEST_ABORTED };
       if (this.phase !== 'live' || this.uploadRequested) return { ctx: this.ctx, requestId, status: Status.UPLOAD_IN_PROGRESS };
       if (segment) this.driver.input(segment);
@@ -447,8 +471,11 @@ export class OffloadedConnection {
     this.endForwardWait();
     this.phase = 'terminating';
     this.stopPushTimer();
+    // Spec 6.2 step 2 comes before the wait for indication replies (step 7): the pending delayed
+    // ACK goes now, not a round trip later (R19), or the peer's probe timer may fire meanwhile.
+    this.driver.run((c, now) => c.sendPendingAck(now));
     // Spec 6.2 step 1: no more transmission either (no retransmission, probe or keepalive while
-    // the terminate waits, e.g. for an IndicateReply); the export flushes the delayed ACK (R19).
+    // the terminate waits, e.g. for an IndicateReply).
     this.driver.holdTimers(true);
   }
 

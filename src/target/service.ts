@@ -261,6 +261,7 @@ class Service implements TargetService {
     }
     const h: Bound = { binding, gone: false, errorsSeen: conn.counters.errorsSent, windowStart: this.scheduler.now(), windowErrors: 0 };
     this.host = h;
+    this.core.hostBound();
     this.counters.bindingsAccepted++;
     this.log.info({ host: software }, 'host bound');
     conn.onClose((reason) => this.hostGone(h, `binding closed: ${reason}`));

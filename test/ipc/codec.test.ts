@@ -97,8 +97,8 @@ describe('wire format (docs/ipc-protocol.md examples)', () => {
   });
 
   it('Hello from a host', () => {
-    const frame = encodeFrame({ type: 'Hello', version: 1, role: 'host', software: 'h' });
-    expect(hex(frame)).toBe('0b000000' + '0100' + '0100' + '00' + '01000000' + '68' + '00');
+    const frame = encodeFrame({ type: 'Hello', version: 2, role: 'host', software: 'h' });
+    expect(hex(frame)).toBe('0b000000' + '0100' + '0200' + '00' + '01000000' + '68' + '00');
   });
 
   it('TcpReceive with an optional field present and absent', () => {
@@ -129,7 +129,7 @@ describe('wire format (docs/ipc-protocol.md examples)', () => {
     const h = createHash('sha256');
     for (const m of SAMPLES) h.update(encodeFrame(m));
     // Changing any encoding changes this digest: then bump PROTOCOL_VERSION and update the document.
-    expect(h.digest('hex')).toBe('3d8a70657b17eb8d68809796de1d943eb1a409a86251ad9be0a7f6f678664201');
+    expect(h.digest('hex')).toBe('1e833e5a5434422d8bf8e69d5c16a3ea825c837a771b3961411362e34a7476f0');
   });
 });
 

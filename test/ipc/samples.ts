@@ -137,6 +137,8 @@ export const SAMPLES: Message[] = [
   { type: 'StatusIndication', code: AdapterStatus.OffloadResume, capabilities: caps },
   { type: 'RawFrame', frame: seqBytes(1514, 5) },
   { type: 'RawFrame', frame: new Uint8Array([0]) },
+  { type: 'RawFramesSeen', count: 0 },
+  { type: 'RawFramesSeen', count: 0xffffffff },
   { type: 'InitiateOffload', opId: 1, blocks: initiateTree },
   { type: 'InitiateOffload', opId: 2, blocks: [{ blockId: 0, role: 'placeholder', layer: 'tcp', children: [] }] },
   { type: 'UpdateOffload', opId: 3, blocks: updateTree },

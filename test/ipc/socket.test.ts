@@ -9,7 +9,7 @@ import { decodeBody, encodeFrame } from '../../src/ipc/codec.js';
 import { IpcClient } from '../../src/ipc/client.js';
 import { IpcClosedError, IpcHandshakeError, IpcRemoteError } from '../../src/ipc/errors.js';
 import { FrameParser } from '../../src/ipc/framing.js';
-import type { Capabilities, HostMessage, Message, TargetMessage } from '../../src/ipc/messages.js';
+import { PROTOCOL_VERSION, type Capabilities, type HostMessage, type Message, type TargetMessage } from '../../src/ipc/messages.js';
 import { IpcServer, type IpcBinding, type IpcServerOptions } from '../../src/ipc/server.js';
 import { seqBytes } from './samples.js';
 
@@ -129,9 +129,9 @@ describe('IPC over a real Unix socket', () => {
     expect((st.mode & 0o777).toString(8)).toBe('600');
     const client = await connectClient(path);
     const binding = await nextBinding();
-    expect(client.target).toStrictEqual({ type: 'Hello', version: 1, role: 'target', software: 'test-target 1', capabilities: CAPS });
+    expect(client.target).toStrictEqual({ type: 'Hello', version: PROTOCOL_VERSION, role: 'target', software: 'test-target 1', capabilities: CAPS });
     expect(client.capabilities).toStrictEqual(CAPS);
-    expect(binding.host).toStrictEqual({ type: 'Hello', version: 1, role: 'host', software: 'test-host 1' });
+    expect(binding.host).toStrictEqual({ type: 'Hello', version: PROTOCOL_VERSION, role: 'host', software: 'test-host 1' });
     expect(binding.connection.isOpen).toBe(true);
   });
 
@@ -253,21 +253,21 @@ describe('IPC over a real Unix socket', () => {
   it('version mismatch: the target answers Error naming both versions, then closes', async () => {
     const { path, failures } = await startServer();
     const raw = await rawConnect(path);
-    raw.socket.write(encodeFrame({ type: 'Hello', version: 2, role: 'host', software: 'future host' }));
+    raw.socket.write(encodeFrame({ type: 'Hello', version: PROTOCOL_VERSION + 1, role: 'host', software: 'future host' }));
     await raw.closed;
     expect(raw.got.map((m) => m.type)).toEqual(['Hello', 'Error']);
     expect(raw.got[1]).toStrictEqual({
       type: 'Error', refKind: 0x0001, refId: 0, status: Status.IPC_MALFORMED,
-      problem: 'protocol version mismatch: the peer speaks version 2, this target speaks version 1',
+      problem: `protocol version mismatch: the peer speaks version ${PROTOCOL_VERSION + 1}, this target speaks version ${PROTOCOL_VERSION}`,
     });
-    expect(failures.map((e) => e.message)).toEqual(['IPC handshake failed: protocol version mismatch: the peer speaks version 2, this target speaks version 1']);
+    expect(failures.map((e) => e.message)).toEqual([`IPC handshake failed: protocol version mismatch: the peer speaks version ${PROTOCOL_VERSION + 1}, this target speaks version ${PROTOCOL_VERSION}`]);
   });
 
   it('version mismatch seen from the host: connect rejects with both versions', async () => {
     const { path } = await startServer();
     const err = await IpcClient.connect(path, { software: 'h', version: 3 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(IpcHandshakeError);
-    expect((err as Error).message).toMatch(/version (3|1).*version (1|3)/);
+    expect((err as Error).message).toMatch(new RegExp(`version (3|${PROTOCOL_VERSION}).*version (${PROTOCOL_VERSION}|3)`));
   });
 
   it('a first message other than Hello is answered with Error and the binding closes', async () => {

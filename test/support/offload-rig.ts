@@ -22,15 +22,19 @@ export interface RigOptions {
   impair?: ImpairSpec;
   terminateSendMode?: TerminateSendMode | 'alternate';
   maxConnections?: number;
-  /** Keep a copy of every frame the target sends (wireOut). */
+  /** Keep a copy of every frame the target sends and receives, with its time (wireOut, wireIn). */
   recordWire?: boolean;
   /**
-   * IPC latency in ms, drawn per message up to this bound, order kept per direction: a loaded
-   * machine's Unix socket, where hand-over round trips outlast the wire's.
+   * IPC latency in ms: each message takes between half this and this, order kept per direction
+   * (a loaded machine's Unix socket, where hand-over round trips outlast the wire's).
    */
   ipcDelayMs?: number;
   /** The target's wait for the hand-over barrier (TargetCore forwardWaitMs). */
   forwardWaitMs?: number;
+  /** RawFrame messages the target keeps for the hand-over replay (TargetCore rawFrameRing). */
+  rawFrameRing?: number;
+  /** false: the host's RawFramesSeen never reaches the target (a version-1 host: the barrier waits). */
+  replay?: boolean;
 }
 
 /** Offloading host A (behind the target) and a plain peer B. */
@@ -42,8 +46,12 @@ export class OffloadRig {
   readonly b: HostStack;
   /** B's side of the wire: frames sent here reach the target as if B sent them. */
   readonly peerWire: Link;
-  /** Every frame the target put on the wire, in order (copies). */
+  /** Every frame the target put on the wire, in order (copies), and when (virtual ms). */
   readonly wireOut: Uint8Array[] = [];
+  readonly wireOutAt: number[] = [];
+  /** Every frame that reached the target from the wire, and when (with recordWire). */
+  readonly wireIn: Uint8Array[] = [];
+  readonly wireInAt: number[] = [];
 
   constructor(o: RigOptions) {
     const scheduler = virtualScheduler(this.sim);
@@ -58,24 +66,40 @@ export class OffloadRig {
     const channel = (): ((fn: () => void) => void) => {
       let last = 0;
       return (fn) => {
-        const at = Math.max(last, this.sim.now + (ipcRng ? ipcRng.float() * ipcDelay : 0));
+        const at = Math.max(last, this.sim.now + (ipcRng ? ipcDelay * (0.5 + 0.5 * ipcRng.float()) : 0));
         last = at;
         this.sim.schedule(at, fn);
       };
     };
     const toTarget = channel();
     const toHost = channel();
-    this.link = new ChimneyLink({ send: (m) => toTarget(() => this.core.onHostMessage(m)) });
+    this.link = new ChimneyLink({
+      send: (m) => {
+        if (m.type === 'RawFramesSeen' && o.replay === false) return;
+        toTarget(() => this.core.onHostMessage(m));
+      },
+    });
     this.core = new TargetCore({
-      scheduler, interfaceMac: MAC_A, forwardWaitMs: o.forwardWaitMs, terminateSendMode: o.terminateSendMode ?? 'chain',
+      scheduler, interfaceMac: MAC_A, forwardWaitMs: o.forwardWaitMs, rawFrameRing: o.rawFrameRing, terminateSendMode: o.terminateSendMode ?? 'chain',
       limits: o.maxConnections === undefined ? undefined : { maxConnections: o.maxConnections },
       toHost: (m) => toHost(() => this.link.onTargetMessage(m)),
       toWire: (f) => {
-        if (o.recordWire) this.wireOut.push(f.slice());
+        if (o.recordWire) {
+          this.wireOut.push(f.slice());
+          this.wireOutAt.push(this.sim.now);
+        }
         wireTarget.send([f]);
       },
     });
-    wireTarget.setReceiver((frames) => { for (const f of frames) this.core.onFrame(f); });
+    wireTarget.setReceiver((frames) => {
+      for (const f of frames) {
+        if (o.recordWire) {
+          this.wireIn.push(f.slice());
+          this.wireInAt.push(this.sim.now);
+        }
+        this.core.onFrame(f);
+      }
+    });
     const random = (label: string): (() => number) => {
       const r = rng.fork(label);
       return () => r.nextU32();
