@@ -7,7 +7,7 @@
  * target owns the connection are held and processed after the terminate (spec 6.7).
  */
 import {
-  AdapterStatus, TCP_CACHED_FLAG, TCP_CONST_FLAG, TCP_DISCONNECT, TcpEventType, type TcpCached, type TcpDelegated, type TcpState as ChimneyTcpState,
+  AdapterStatus, TCP_CACHED_FLAG, TCP_CONST_FLAG, TCP_DISCONNECT, TcpEventType, UploadReason, type TcpCached, type TcpDelegated, type TcpState as ChimneyTcpState,
 } from '../chimney/state.js';
 import { Status, statusName } from '../chimney/status.js';
 import { MESSAGES, type MessageOf, type TargetMessage } from '../ipc/messages.js';
@@ -118,6 +118,8 @@ class OffloadEntry implements OffloadIo {
   endSent = false;
   /** Both directions finished while offloaded: the host takes the connection back to end it. */
   peerFinSeen = false;
+  /** The reason of the target's last TcpIndicateRetrieve (UploadReason), if any. */
+  retrieveReason: number | undefined;
   finAcked = false;
   disconnectId = 0;
   abortPending = false;
@@ -527,7 +529,9 @@ export class OffloadManager implements OffloadControl {
       returned.push(bd.bufferId);
     }
     if (returned.length > 0) this.link.sendMessage({ type: 'TcpReceiveReturn', bufferIds: returned });
-    this.checkReceiveStream(entry.socket, d.rcvNxt, [S.CloseWait, S.Closing, S.LastAck, S.TimeWait].includes(d.state), 'terminate');
+    // Closed: the FIN is known to be in RcvNxt only for a close that finished at the target.
+    const finReceived = d.state === S.Closed ? (this.finishedAtTarget(entry, d.state) ? true : undefined) : [S.CloseWait, S.Closing, S.LastAck, S.TimeWait].includes(d.state);
+    if (finReceived !== undefined) this.checkReceiveStream(entry.socket, d.rcvNxt, finReceived, 'terminate');
     // A FIN the target never queued is queued again by the socket on the imported engine.
     const exp: TcpExport = {
       const: entry.exp.const,
@@ -566,12 +570,26 @@ export class OffloadManager implements OffloadControl {
     this.log('receive stream mismatch at a hand-over', { at, bytesGiven: read, rcvNxtAdvance: expected, rcvNxt, previousRcvNxt: mark.rcvNxt });
   }
 
+  /**
+   * Closed at the target after our FIN was acknowledged, with no reset and no timeout: a close
+   * that finished there (LAST_ACK done), both FINs exchanged.
+   */
+  private finishedAtTarget(entry: OffloadEntry, state: S): boolean {
+    return state === S.Closed && !entry.aborted && entry.finAcked && entry.retrieveReason !== UploadReason.TimeoutExpiration;
+  }
+
   /** Rebuild the host engine from `exp`, attach it, then process the segments held meanwhile. */
   private resume(entry: OffloadEntry, exp: TcpExport): void {
     this.forget(entry);
     const s = entry.socket;
     const b = s.binding;
     let conn: TcpConnection;
+    // The bytes before the peer's FIN were just given to the application; the stream ends normally
+    // instead of failing with ECONNRESET (which would also discard what it had not read yet).
+    if (this.finishedAtTarget(entry, exp.delegated.state)) {
+      s.offloadFinished();
+      return;
+    }
     try {
       if (entry.aborted || exp.delegated.state === S.Closed) throw new Error('the connection was reset');
       conn = TcpConnection.import(exp, {
@@ -741,6 +759,7 @@ export class OffloadManager implements OffloadControl {
         void this.terminate(s).catch(() => {});
         return;
       case TcpEventType.Retrieve:
+        entry.retrieveReason = m.info;
         void this.terminate(s).catch(() => {});
         return;
       default:

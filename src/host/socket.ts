@@ -231,6 +231,18 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     if (!this.destroyed) this.destroy(socketError('ECONNRESET', 'read', this.remoteAddress, this.remotePort));
   }
 
+  /**
+   * Offload manager: the connection finished its close at the target (both FINs done): nothing to
+   * continue, nothing failed. The stream ends after what was delivered.
+   */
+  offloadFinished(): void {
+    this.offloadIo = undefined;
+    this.binding.release();
+    if (this.destroyed || this.pushedEnd) return;
+    this.pushedEnd = true;
+    this.push(null);
+  }
+
   /** Offload manager: the terminate returned the connection; `conn` is imported from its state. */
   offloadEnd(conn: TcpConnection): void {
     this.offloadIo = undefined;

@@ -620,6 +620,10 @@ export class TcpConnection {
     }
     // RFC 5961 3.2: RST only when it hits RCV.NXT exactly; otherwise a challenge ACK.
     if (isRst) {
+      // RFC 1337: TIME-WAIT ignores RST. Both FINs are done; a peer that already closed answers a
+      // late ACK of ours with RST, and that must not turn a finished connection into a reset one
+      // (at an offload target it made the host drop data received before the FIN).
+      if (this._state === TcpState.TimeWait) return;
       if (seg.seq === this._rcvNxt) this.onReset();
       else {
         this.challengeAck();

@@ -116,6 +116,26 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     expect(rig.core.ledger.lentCount).toBe(0);
   }, 60_000);
 
+  it('R117 / R15: a close that finishes at the target (LAST_ACK done) while the application has not read: the data comes back and the stream ends without an error', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca, cb } = await rig.pair();
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    ca.pause(); // nothing read: indications are refused, the target holds the data
+    const db = payload(9, 300_000);
+    cb.end(db);
+    await rig.run(() => rig.a.offload!.stats.indicationsRefused > 0 && ca.connection.state !== undefined, 'data held at the target');
+    await runSimFor(rig.sim, 50); // the peer's FIN reaches the target: CLOSE_WAIT there
+    ca.end(); // our FIN: LAST_ACK at the target, done when B acknowledges it
+    await rig.run(() => rig.a.offload!.stats.terminates === 1, 'offered back and terminated');
+    const ra = new Collector(ca); // only now does the application read
+    ca.resume();
+    await rig.run(() => ra.ended && ra.closed, 'end after the data');
+    expect(ra.error).toBeUndefined();
+    expect(ra.digest()).toBe(sha256(db));
+    expect(rig.a.offload!.stats.receiveMismatches).toBe(0);
+    await rig.run(() => rig.core.connectionCount === 0 && rig.a.demux.size === 0 && rig.core.ledger.lentCount === 0, 'released');
+  }, 60_000);
+
   it('destroy() while offloaded is an abortive TcpDisconnect: the peer gets ECONNRESET, the target context is released', async () => {
     const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
     const { ca, cb } = await rig.pair();

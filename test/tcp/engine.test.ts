@@ -96,6 +96,24 @@ describe('TCP engine over a segment pipe', () => {
     expect(p.b!.conn.state).toBe(TcpState.Closed);
   });
 
+  it('RFC 1337: an RST in TIME_WAIT (the peer closed and answers a late ACK) is ignored: no reset, the TIME_WAIT ends by its timer', () => {
+    const p = new EnginePair({ seed: 'tw-rst', config: fastClose, closeWhenDone: false, impAtoB: { delayMs: 20 }, impBtoA: { delayMs: 20 } });
+    p.start();
+    p.sim.runUntil(200);
+    p.a.run((c, now) => c.close(now));
+    p.b!.run((c, now) => c.close(now));
+    p.sim.runUntil(300);
+    expect(p.a.conn.state).toBe(TcpState.TimeWait);
+    const c = p.a.conn;
+    const rst: TcpSegment = { srcPort: p.b!.conn.localPort, dstPort: c.localPort, seq: c.rcvNxt, ack: 0, flags: TCP_RST, window: 0, urgent: 0, options: {}, payload: new Uint8Array(0) };
+    p.a.input(rst);
+    expect(c.state).toBe(TcpState.TimeWait);
+    expect(p.appA.events.filter((e) => e.type === 'closed')).toEqual([]);
+    run(p);
+    expect(c.state).toBe(TcpState.Closed);
+    expect(p.appA.events.filter((e) => e.type === 'closed')).toEqual([{ type: 'closed' }]);
+  });
+
   it('RFC 9293: abort sends RST and the peer reports ECONNRESET', () => {
     const p = new EnginePair({ seed: 'rst', config: fastClose, closeWhenDone: false, bytesAtoB: 100_000 });
     p.start();
