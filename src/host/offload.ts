@@ -571,11 +571,13 @@ export class OffloadManager implements OffloadControl {
   }
 
   /**
-   * Closed at the target after our FIN was acknowledged, with no reset and no timeout: a close
-   * that finished there (LAST_ACK done), both FINs exchanged.
+   * Closed at the target with no reset indicated (an RST in ESTABLISHED, FIN_WAIT or CLOSE_WAIT
+   * sends TcpIndicateAbort), no timeout and no in-order SYN (Retrieve TimeoutExpiration /
+   * InvalidState): a close that finished there, the peer's FIN received (LAST_ACK done, or an RST
+   * in CLOSING or LAST_ACK: a peer that had already closed answering a retransmitted FIN of ours).
    */
   private finishedAtTarget(entry: OffloadEntry, state: S): boolean {
-    return state === S.Closed && !entry.aborted && entry.finAcked && entry.retrieveReason !== UploadReason.TimeoutExpiration;
+    return state === S.Closed && !entry.aborted && entry.retrieveReason !== UploadReason.TimeoutExpiration && entry.retrieveReason !== UploadReason.InvalidState;
   }
 
   /** Rebuild the host engine from `exp`, attach it, then process the segments held meanwhile. */

@@ -527,8 +527,10 @@ export class TargetCore {
           if (syn && t.conn.state === EngineState.TimeWait) {
             // R120: a SYN in TIME_WAIT goes to the host raw (a new incarnation is its business).
           } else if (syn && parsed.tcp.seq === t.conn.connection.rcvNxt) {
-            // R113: an in-order SYN: upload in Closed state; this and later segments go raw.
-            t.conn.uploadClosed();
+            // R113: an in-order SYN: upload in Closed state; this and later segments go raw. The
+            // reason is InvalidState (spec 9 leaves it open): the host must tell this dead
+            // connection from one whose close finished at the target (Closed, UploadRequested).
+            t.conn.uploadClosed(UploadReason.InvalidState);
           } else if (parsed.tcp.flags & TCP_URG) {
             // R114: valid urgent data: ask for the upload; this and later segments go to the host
             // raw. With an unacceptable sequence or ACK number it is discarded (spec 4.8).

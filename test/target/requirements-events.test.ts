@@ -97,7 +97,7 @@ describe('events, timers and special packets (spec 4.8, 5; R111-R120)', () => {
     b.peer({ seq: 5000, flags: TCP_SYN });
     const msgs = b.take();
     expect(msgs.map((m) => m.type)).toEqual(['TcpEvent', 'RawFrame']);
-    expect(only(msgs, 'TcpEvent').map((e) => [e.handle, e.eventType, e.info])).toEqual([[3, TcpEventType.Retrieve, UploadReason.UploadRequested]]);
+    expect(only(msgs, 'TcpEvent').map((e) => [e.handle, e.eventType, e.info])).toEqual([[3, TcpEventType.Retrieve, UploadReason.InvalidState]]);
     b.peer({ seq: 5000, ack: 1000, payload: seqBytes(5000, 10) });
     expect(only(b.take(), 'RawFrame')).toHaveLength(1);
     b.advance(60_000);
