@@ -5,7 +5,7 @@
  * socket, a peer) runs in a child. Node 20 cannot run .ts itself; these module hooks transpile with
  * the project's own TypeScript (type-only, no checking) and map './x.js' imports to './x.ts'.
  */
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -41,12 +41,38 @@ const REGISTER = `import { register } from 'node:module';\nregister('./hooks.mjs
 
 let cached: string[] | undefined;
 
+const HOOKS_PREFIX = 'chimney-ts-hooks-';
+
+/**
+ * Hook folders of processes that are gone: a process killed without its 'exit' handler (a test
+ * worker stopped by its runner) leaves its folder behind; the next one removes it.
+ */
+export function sweepStaleHookDirs(): void {
+  let names: string[];
+  try {
+    names = readdirSync(tmpdir());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(HOOKS_PREFIX)) continue;
+    const pid = Number(name.slice(HOOKS_PREFIX.length));
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) continue;
+    try {
+      process.kill(pid, 0); // still running (or not ours to signal): keep it
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ESRCH') rmSync(join(tmpdir(), name), { recursive: true, force: true });
+    }
+  }
+}
+
 /** Arguments for `node` that make it run .ts files of this repo: ['--import', <url>]. */
 export function tsNodeArgs(): string[] {
   if (cached) return cached;
   const tsPath = createRequire(import.meta.url).resolve('typescript');
-  const dir = join(tmpdir(), `chimney-ts-hooks-${process.pid}`);
+  const dir = join(tmpdir(), `${HOOKS_PREFIX}${process.pid}`);
   if (!existsSync(join(dir, 'register.mjs'))) {
+    sweepStaleHookDirs();
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'hooks.mjs'), HOOKS(tsPath));
     writeFileSync(join(dir, 'register.mjs'), REGISTER);
