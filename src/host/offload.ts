@@ -756,8 +756,9 @@ export class OffloadManager implements OffloadControl {
         this.finishedBothWays(entry);
         return;
       case TcpEventType.Abort:
+        // The terminate brings back what the target received before the RST; the socket then
+        // fails (resume -> offloadGone) after the application has read it.
         entry.aborted = true;
-        s.offloadReset();
         void this.terminate(s).catch(() => {});
         return;
       case TcpEventType.Retrieve:

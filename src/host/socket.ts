@@ -217,18 +217,30 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     this.tryFinal();
   }
 
-  /** Offload manager: the connection was reset while offloaded (TcpIndicateAbort). */
-  offloadReset(): void {
-    if (this.destroyed) return;
-    this.forceReset = true;
-    this.destroy(socketError('ECONNRESET', 'read', this.remoteAddress, this.remotePort));
-  }
-
-  /** Offload manager: the connection ended while offloaded (reset): nothing comes back. */
+  /**
+   * Offload manager: the connection ended while offloaded (reset), after the terminate gave back
+   * what the target had received before it: nothing continues. As with Linux, the application
+   * reads the bytes that arrived before the reset, then gets ECONNRESET (destroying at once would
+   * discard what it has not read yet).
+   */
   offloadGone(): void {
     this.offloadIo = undefined;
     this.binding.release();
-    if (!this.destroyed) this.destroy(socketError('ECONNRESET', 'read', this.remoteAddress, this.remotePort));
+    if (this.destroyed) return;
+    this.forceReset = true;
+    const fail = (): void => {
+      if (!this.destroyed) this.destroy(socketError('ECONNRESET', 'read', this.remoteAddress, this.remotePort));
+    };
+    if (this.readableLength === 0) {
+      fail();
+      return;
+    }
+    const check = (): void => {
+      if (this.readableLength > 0) return;
+      this.off('data', check);
+      fail();
+    };
+    this.on('data', check);
   }
 
   /**

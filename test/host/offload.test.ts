@@ -165,6 +165,26 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     await rig.run(() => rig.core.connectionCount === 0 && rig.a.demux.size === 0, 'released');
   }, 60_000);
 
+  it('R111 / R15: an RST while the target still holds received data (the application paused): the application reads that data first, then gets ECONNRESET', async () => {
+    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+    const { ca, cb } = await rig.pair();
+    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+    ca.pause();
+    const db = payload(11, 200_000);
+    cb.write(db);
+    await rig.run(() => rig.a.offload!.stats.indicationsRefused > 0, 'data held at the target');
+    await runSimFor(rig.sim, 50); // everything acknowledged by the target
+    cb.resetAndDestroy();
+    await rig.run(() => rig.a.offload!.stats.terminates === 1 && rig.core.connectionCount === 0, 'aborted and terminated');
+    const ra = new Collector(ca);
+    ca.resume();
+    await rig.run(() => ra.error !== undefined, 'reset after the data');
+    expect(ra.error?.code).toBe('ECONNRESET');
+    expect(ra.bytes).toBe(db.length);
+    expect(ra.digest()).toBe(sha256(db));
+    await rig.run(() => rig.a.demux.size === 0 && rig.core.ledger.lentCount === 0, 'released');
+  }, 60_000);
+
   it('TcpIndicateRetrieve: the host terminates and the transfer continues on the host engine', async () => {
     const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
     const { ca, cb } = await rig.pair();
