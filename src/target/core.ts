@@ -369,27 +369,30 @@ export class TargetCore {
    * host's RawFramesSeen mark (sent right before the InitiateOffload). Undefined without a mark or
    * when the ring lost some of them: the connection then waits for the host's forward instead.
    */
-  private replayFrames(): Uint8Array[] | undefined {
+  private replayFrames(): Map<string, TcpSegment[]> | undefined {
     const mark = this.rawSeenMark;
     this.rawSeenMark = undefined;
     if (mark === undefined) return undefined;
     const frames = this.rawRing.after(mark);
-    if (frames === undefined) this.counters.replayIncomplete++;
-    return frames;
-  }
-
-  /** The TCP segments of one 4-tuple among `frames`, in order (checksums verified, like any input). */
-  private segmentsOf(frames: readonly Uint8Array[], remoteIp: number, localIp: number, ports: number): TcpSegment[] {
-    const out: TcpSegment[] = [];
+    if (frames === undefined) {
+      this.counters.replayIncomplete++;
+      return undefined;
+    }
+    // Parsed once per initiate, by 4-tuple (an initiate may carry many connections); checksums
+    // verified like any input.
+    const byFlow = new Map<string, TcpSegment[]>();
     for (const frame of frames) {
       const p = parseFrame(frame);
       if (typeof p === 'string' || !p.tcp || !p.ip || p.ip.version !== 4 || p.ip.hasOptions) continue;
-      if (p.ip.src === remoteIp && p.ip.dst === localIp && p.tcp.dstPort * 65536 + p.tcp.srcPort === ports) out.push(p.tcp);
+      const key = replayKey(p.ip.src, p.ip.dst, p.tcp.dstPort * 65536 + p.tcp.srcPort);
+      const list = byFlow.get(key);
+      if (list) list.push(p.tcp);
+      else byFlow.set(key, [p.tcp]);
     }
-    return out;
+    return byFlow;
   }
 
-  private offloadOne(b: Extract<Block, { role: 'new' }>, parent: number | undefined, replay?: readonly Uint8Array[]): { status: number; ctx?: number } {
+  private offloadOne(b: Extract<Block, { role: 'new' }>, parent: number | undefined, replay?: ReadonlyMap<string, TcpSegment[]>): { status: number; ctx?: number } {
     if (b.layer === 'neighbor') {
       const s = b.state as NeighborState;
       if (this.neighbors.size >= this.limits.maxNeighbors) return { status: Status.OFFLOAD_NEIGHBOR_ENTRIES };
@@ -464,7 +467,7 @@ export class TargetCore {
     byPorts.set(ports, ctx);
     p.tcps.add(ctx);
     if (replay !== undefined) {
-      const segs = this.segmentsOf(replay, remoteIp, localIp, ports);
+      const segs = replay.get(replayKey(remoteIp, localIp, ports)) ?? [];
       this.counters.segmentsReplayed += segs.length;
       conn.replayHeld(segs);
     }
@@ -776,6 +779,11 @@ export class TargetCore {
     if (n > 0) this.o.log?.('warn', `host binding gone: aborted ${n} offloaded connection(s) with RST`);
     return n;
   }
+}
+
+/** A 4-tuple as the replay groups it: peer address, our address, our port * 65536 + peer port. */
+function replayKey(remoteIp: number, localIp: number, ports: number): string {
+  return `${remoteIp}/${localIp}/${ports}`;
 }
 
 function readU32(a: Uint8Array): number {
