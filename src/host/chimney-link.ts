@@ -27,7 +27,6 @@ export class ChimneyLink implements Link {
   onBindingClosed: ((reason: string) => void) | undefined;
   private early: TargetMessage[] = [];
   private closed = false;
-  private rawSeen = 0;
   private readonly sendFn: (msg: HostMessage) => void;
 
   constructor(opts: ChimneyLinkOptions) {
@@ -75,16 +74,15 @@ export class ChimneyLink implements Link {
     if (!this.closed) this.sendFn(msg);
   }
 
-  /** RawFrame messages from the target processed so far, modulo 2^32 (RawFramesSeen). */
+  /** RawFrame messages from the target processed so far (delivered or dropped), modulo 2^32 (RawFramesSeen). */
   get rawFramesSeen(): number {
-    return this.rawSeen;
+    return (this.counters.framesIn + this.counters.dropsIn) >>> 0;
   }
 
   /** One message from the target, in arrival order. */
   onTargetMessage(msg: TargetMessage): void {
     if (this.closed) return;
     if (msg.type === 'RawFrame') {
-      this.rawSeen = (this.rawSeen + 1) >>> 0;
       const c = this.counters;
       if (this.receiver === undefined) {
         c.dropsIn++;

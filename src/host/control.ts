@@ -8,7 +8,7 @@ import { lstat, unlink } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { listenOwnerOnly } from '../ipc/owner-only-socket.js';
-import { TCP_STATE_NAMES, TcpState } from '../tcp/types.js';
+import { OFFLOADABLE_STATES, TCP_STATE_NAMES, TcpState } from '../tcp/types.js';
 import type { OffloadManager } from './offload.js';
 import type { TcpSocket } from './socket.js';
 import type { HostStack } from './stack.js';
@@ -83,7 +83,6 @@ export interface ControlServerOptions {
 }
 
 const MAX_LINE = 64 * 1024;
-const OFFLOADABLE = new Set<TcpState>([TcpState.Established, TcpState.FinWait1, TcpState.FinWait2, TcpState.CloseWait, TcpState.Closing, TcpState.LastAck]);
 
 class RequestError extends Error {
   constructor(readonly code: ControlErrorCode, message: string) {
@@ -312,7 +311,7 @@ export class ControlServer {
     if (st?.phase === 'terminating') throw new RequestError('terminate-in-progress', `connection ${id} is being terminated; offload it again once that finished`);
     if (!m.accepting) throw new RequestError('offload-paused', 'the target asked for no new offloads (upload all / pause)');
     const state = socket.connection.state;
-    if (!socket.binding.attached || socket.binding.closed || !OFFLOADABLE.has(state)) {
+    if (!socket.binding.attached || socket.binding.closed || !OFFLOADABLE_STATES.has(state)) {
       throw new RequestError('not-offloadable', `connection ${id} is ${socket.binding.closed ? 'closed' : TCP_STATE_NAMES[state]}: only established (or closing) connections can be offloaded`);
     }
     try {

@@ -15,7 +15,7 @@ import { deferOn } from '../link/scheduler.js';
 import { TcpConnection } from '../tcp/connection.js';
 import { seqDiff } from '../wire/seq.js';
 import type { Scheduler } from '../tcp/driver.js';
-import { TcpState as S, type TcpConfig, type TcpExport } from '../tcp/types.js';
+import { FIN_QUEUED_STATES, FIN_RECEIVED_STATES, OFFLOADABLE_STATES, TcpState as S, type TcpConfig, type TcpExport } from '../tcp/types.js';
 import { cloneSegment, type TcpSegment } from '../wire/tcp-segment.js';
 import { encodeTcp } from '../wire/tcp.js';
 import type { ChimneyLink } from './chimney-link.js';
@@ -74,7 +74,6 @@ interface ReceiveMark {
 }
 
 /** States an established connection can be offloaded in (the handshake stays on the host). */
-const OFFLOADABLE = new Set<S>([S.Established, S.FinWait1, S.FinWait2, S.CloseWait, S.Closing, S.LastAck]);
 const MAX_REQUEST = 64 * 1024;
 /** Slow start from one segment reaches 32 in five round trips, each without a delayed ACK. */
 const QUICK_ACKS_AFTER_TERMINATE = 32;
@@ -275,7 +274,7 @@ export class OffloadManager implements OffloadControl {
   activity(socket: TcpSocket): void {
     const p = this.policy;
     if (p === 'never' || p === 'manual' || this.paused || this.decided.has(socket) || this.bySocket.has(socket)) return;
-    if (!OFFLOADABLE.has(socket.connection.state)) return;
+    if (!OFFLOADABLE_STATES.has(socket.connection.state)) return;
     if (typeof p === 'object' && socket.bytesRead + socket.bytesWritten < p.afterBytes) return;
     this.decided.add(socket);
     // Not from inside the engine's event callback: the export drives the engine itself.
@@ -297,7 +296,7 @@ export class OffloadManager implements OffloadControl {
     const b = socket.binding;
     if (socket.destroyed || b.closed || !b.attached) return Promise.reject(new Error('offload: the connection is closed or not driven by the host'));
     const conn = b.connection;
-    if (!OFFLOADABLE.has(conn.state)) return Promise.reject(new Error(`offload: not offloadable in state ${S[conn.state]}`));
+    if (!OFFLOADABLE_STATES.has(conn.state)) return Promise.reject(new Error(`offload: not offloadable in state ${S[conn.state]}`));
     const remoteIp = b.entry.remoteIp;
     const peerMac = this.stack.neighborMac(remoteIp);
     if (peerMac === undefined) return Promise.reject(new Error('offload: next hop not resolved'));
@@ -530,16 +529,16 @@ export class OffloadManager implements OffloadControl {
     }
     if (returned.length > 0) this.link.sendMessage({ type: 'TcpReceiveReturn', bufferIds: returned });
     // Closed: the FIN is known to be in RcvNxt only for a close that finished at the target.
-    const finReceived = d.state === S.Closed ? (this.finishedAtTarget(entry, d.state) ? true : undefined) : [S.CloseWait, S.Closing, S.LastAck, S.TimeWait].includes(d.state);
+    const finReceived = d.state === S.Closed ? (this.finishedAtTarget(entry, d.state) ? true : undefined) : FIN_RECEIVED_STATES.has(d.state);
     if (finReceived !== undefined) this.checkReceiveStream(entry.socket, d.rcvNxt, finReceived, 'terminate');
     // A FIN the target never queued is queued again by the socket on the imported engine.
     const exp: TcpExport = {
       const: entry.exp.const,
       delegated: { ...d },
       sendData,
-      finQueued: [S.FinWait1, S.FinWait2, S.Closing, S.LastAck, S.TimeWait].includes(d.state),
+      finQueued: FIN_QUEUED_STATES.has(d.state),
       receiveData: [],
-      finReceived: [S.CloseWait, S.Closing, S.LastAck, S.TimeWait].includes(d.state),
+      finReceived: finReceived ?? false,
     };
     this.resume(entry, exp);
     for (const w of entry.terminateWaiters.splice(0)) w.resolve();

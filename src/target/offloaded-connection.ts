@@ -7,7 +7,7 @@
  */
 import { TcpConnection } from '../tcp/connection.js';
 import { ConnectionDriver, type Scheduler } from '../tcp/driver.js';
-import { TcpState as EngineState, type TcpConfig, type TcpEvent, type TcpExport } from '../tcp/types.js';
+import { FIN_QUEUED_STATES, FIN_RECEIVED_STATES, OFFLOADABLE_STATES, TcpState as EngineState, type TcpConfig, type TcpEvent, type TcpExport } from '../tcp/types.js';
 import { cloneSegment, type TcpSegment } from '../wire/tcp-segment.js';
 import type { BufferLedger } from '../chimney/buffer-ledger.js';
 import { ReceiveDelivery, type ReceivePost } from '../chimney/delivery.js';
@@ -53,13 +53,6 @@ export interface ConnectionSinks {
   progress?(): void;
 }
 
-/** States a host may offload in (spec 1.6; R54). */
-export const OFFLOADABLE_STATES: ReadonlySet<EngineState> = new Set([
-  EngineState.Established, EngineState.FinWait1, EngineState.FinWait2, EngineState.CloseWait, EngineState.Closing, EngineState.LastAck,
-]);
-
-const FIN_RECEIVED_STATES = new Set([EngineState.CloseWait, EngineState.Closing, EngineState.LastAck, EngineState.TimeWait]);
-const FIN_QUEUED_STATES = new Set([EngineState.FinWait1, EngineState.FinWait2, EngineState.Closing, EngineState.LastAck, EngineState.TimeWait]);
 
 export interface OffloadOptions {
   ctx: number;

@@ -21,6 +21,15 @@ export enum TcpState {
   TimeWait = 10,
 }
 
+/** States a host may hand to an offload target (chimney spec 1.6, R54): established and closing. */
+export const OFFLOADABLE_STATES: ReadonlySet<TcpState> = new Set([
+  TcpState.Established, TcpState.FinWait1, TcpState.FinWait2, TcpState.CloseWait, TcpState.Closing, TcpState.LastAck,
+]);
+/** States in which the peer's FIN has been received (it is inside RcvNxt). */
+export const FIN_RECEIVED_STATES: ReadonlySet<TcpState> = new Set([TcpState.CloseWait, TcpState.Closing, TcpState.LastAck, TcpState.TimeWait]);
+/** States in which our FIN has been queued. */
+export const FIN_QUEUED_STATES: ReadonlySet<TcpState> = new Set([TcpState.FinWait1, TcpState.FinWait2, TcpState.Closing, TcpState.LastAck, TcpState.TimeWait]);
+
 export const TCP_STATE_NAMES: Record<TcpState, string> = {
   [TcpState.Closed]: 'CLOSED',
   [TcpState.Listen]: 'LISTEN',

@@ -42,15 +42,21 @@ function dataFrames(rig: OffloadRig, from = 0): Array<[string, number]> {
   });
 }
 
+/** A recorded rig with A writing `bytes` to B, returned once B has some of them (and A is offloaded, unless the policy is 'never'). */
+async function transferUnderway(opts: Omit<ConstructorParameters<typeof OffloadRig>[0], 'recordWire'>, seed: number, bytes: number): Promise<{ rig: OffloadRig; ca: TcpSocket; rb: Collector; data: Buffer }> {
+  const rig = new OffloadRig({ ...opts, recordWire: true });
+  const { ca, cb } = await rig.pair();
+  const rb = new Collector(cb);
+  if (opts.policy !== 'never') await rig.run(() => ca.offloaded, 'offloaded');
+  const data = payload(seed, bytes);
+  void writeAll(ca, data);
+  await rig.run(() => rb.bytes > 100_000, 'some data');
+  return { rig, ca, rb, data };
+}
+
 describe('host update / invalidate / query while offloaded (spec 2.2-2.4)', () => {
   it('spec 2.2: the peer MAC changes (ARP) while offloaded: a neighbor UpdateOffload moves the target to it; back again, the stream stays exact', async () => {
-    const rig = new OffloadRig({ policy: 'after-handshake', recordWire: true });
-    const { ca, cb } = await rig.pair();
-    const rb = new Collector(cb);
-    await rig.run(() => ca.offloaded, 'offloaded');
-    const data = payload(21, 600_000);
-    void writeAll(ca, data);
-    await rig.run(() => rb.bytes > 100_000, 'some data');
+    const { rig, ca, rb, data } = await transferUnderway({ policy: 'after-handshake' }, 21, 600_000);
     announce(rig, MAC_X);
     await rig.run(() => dataFrames(rig).some(([m]) => m === macToString(MAC_X)), 'a frame to the new MAC');
     expect(rig.a.offload!.stats.updates).toBe(1);
@@ -64,13 +70,7 @@ describe('host update / invalidate / query while offloaded (spec 2.2-2.4)', () =
   });
 
   it('spec 2.2 / RFC 1191: "fragmentation needed" while offloaded becomes a path UpdateOffload; the target then sends segments that fit', async () => {
-    const rig = new OffloadRig({ policy: 'after-handshake', recordWire: true, impair: RATE_LIMITED });
-    const { ca, cb } = await rig.pair();
-    const rb = new Collector(cb);
-    await rig.run(() => ca.offloaded, 'offloaded');
-    const data = payload(22, 4_000_000);
-    void writeAll(ca, data);
-    await rig.run(() => rb.bytes > 100_000, 'some data');
+    const { rig, ca, rb, data } = await transferUnderway({ policy: 'after-handshake', impair: RATE_LIMITED }, 22, 4_000_000);
     expect(Math.max(...dataFrames(rig).map(([, len]) => len))).toBe(1500);
     fragNeeded(rig, ca, 1000);
     await runSimFor(rig.sim, 2); // the ICMP reaches the host, the update the target
@@ -85,12 +85,7 @@ describe('host update / invalidate / query while offloaded (spec 2.2-2.4)', () =
   });
 
   it('RFC 1191 on the host engine (never offloaded): segments shrink to the reported MTU; 0 and larger MTUs are ignored and counted', async () => {
-    const rig = new OffloadRig({ policy: 'never', recordWire: true, impair: RATE_LIMITED });
-    const { ca, cb } = await rig.pair();
-    const rb = new Collector(cb);
-    const data = payload(23, 4_000_000);
-    void writeAll(ca, data);
-    await rig.run(() => rb.bytes > 100_000, 'some data');
+    const { rig, ca, rb, data } = await transferUnderway({ policy: 'never', impair: RATE_LIMITED }, 23, 4_000_000);
     fragNeeded(rig, ca, 0);
     fragNeeded(rig, ca, 1600);
     fragNeeded(rig, ca, 1200);

@@ -14,6 +14,23 @@ import {
 
 const MB5 = 5 * 1024 * 1024;
 
+/**
+ * An offloaded pair whose application (A) does not read: B sends `bytes` (and its FIN with `end`),
+ * A refuses the indications and the target holds the data, acknowledged, after `settleMs`.
+ */
+async function heldAtTarget(seed: number, bytes: number, opts: { end: boolean; settleMs: number }): Promise<{ rig: OffloadRig; ca: TcpSocket; cb: TcpSocket; data: Buffer }> {
+  const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
+  const { ca, cb } = await rig.pair();
+  await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
+  ca.pause(); // an explicit pause() is not undone by a 'data' listener: the tests resume() later
+  const data = payload(seed, bytes);
+  if (opts.end) cb.end(data);
+  else cb.write(data);
+  await rig.run(() => rig.a.offload!.stats.indicationsRefused > 0, 'indication refused: the data waits at the target');
+  await runSimFor(rig.sim, opts.settleMs);
+  return { rig, ca, cb, data };
+}
+
 describe('host offload path (spec 2.1, 3, 4, 6)', () => {
   it('after-handshake policy: 5 MB each way through an offloaded socket, sha256 on both ends', async () => {
     const rig = new OffloadRig({ policy: 'after-handshake' });
@@ -117,14 +134,8 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
   }, 60_000);
 
   it('R117 / R15: a close that finishes at the target (LAST_ACK done) while the application has not read: the data comes back and the stream ends without an error', async () => {
-    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
-    const { ca, cb } = await rig.pair();
-    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
-    ca.pause(); // nothing read: indications are refused, the target holds the data
-    const db = payload(9, 300_000);
-    cb.end(db);
-    await rig.run(() => rig.a.offload!.stats.indicationsRefused > 0 && ca.connection.state !== undefined, 'data held at the target');
-    await runSimFor(rig.sim, 50); // the peer's FIN reaches the target: CLOSE_WAIT there
+    // The peer's data and FIN reach the target: CLOSE_WAIT there, the data held.
+    const { rig, ca, data: db } = await heldAtTarget(9, 300_000, { end: true, settleMs: 50 });
     ca.end(); // our FIN: LAST_ACK at the target, done when B acknowledges it
     await rig.run(() => rig.a.offload!.stats.terminates === 1, 'offered back and terminated');
     const ra = new Collector(ca); // only now does the application read
@@ -166,14 +177,7 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
   }, 60_000);
 
   it('R111 / R15: an RST while the target still holds received data (the application paused): the application reads that data first, then gets ECONNRESET', async () => {
-    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
-    const { ca, cb } = await rig.pair();
-    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
-    ca.pause();
-    const db = payload(11, 200_000);
-    cb.write(db);
-    await rig.run(() => rig.a.offload!.stats.indicationsRefused > 0, 'data held at the target');
-    await runSimFor(rig.sim, 50); // everything acknowledged by the target
+    const { rig, ca, cb, data: db } = await heldAtTarget(11, 200_000, { end: false, settleMs: 50 });
     cb.resetAndDestroy();
     await rig.run(() => rig.a.offload!.stats.terminates === 1 && rig.core.connectionCount === 0, 'aborted and terminated');
     const ra = new Collector(ca);
@@ -241,14 +245,7 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
   }, 60_000);
 
   it('spec 4.3: a paused reader refuses indications; on resume a posted receive brings the held data, exact', async () => {
-    const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
-    const { ca, cb } = await rig.pair();
-    await rig.run(() => ca.offloaded && rig.core.connectionCount === 1, 'offloaded');
-    ca.pause();
-    const db = payload(13, 400_000);
-    cb.end(db);
-    await rig.run(() => rig.a.offload!.stats.indicationsRefused > 0, 'refused');
-    await runSimFor(rig.sim, 200);
+    const { rig, ca, data: db } = await heldAtTarget(13, 400_000, { end: true, settleMs: 200 });
     const ra = new Collector(ca);
     ca.resume(); // an explicit pause() is not undone by a 'data' listener
     await rig.run(() => ra.ended, 'all data');

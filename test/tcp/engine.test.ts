@@ -11,6 +11,16 @@ function run(p: EnginePair, untilMs = 600_000): void {
 
 const fastClose = { timeWaitMs: 2000 };
 
+/** Two engines 20 ms apart, both closing at t=200 ms: the FINs cross (CLOSING on both sides at 230). */
+function simultaneousClose(seed: string): EnginePair {
+  const p = new EnginePair({ seed, config: fastClose, closeWhenDone: false, impAtoB: { delayMs: 20 }, impBtoA: { delayMs: 20 } });
+  p.start();
+  p.sim.runUntil(200);
+  p.a.run((c, now) => c.close(now));
+  p.b!.run((c, now) => c.close(now));
+  return p;
+}
+
 describe('TCP engine over a segment pipe', () => {
   it('RFC 9293: three-way handshake negotiates MSS, window scale, SACK and timestamps', () => {
     const p = new EnginePair({ seed: 'hs', config: { ...fastClose, mss: 1460, receiveBufferSize: 1 << 20 }, keepLog: true, closeWhenDone: false });
@@ -79,11 +89,7 @@ describe('TCP engine over a segment pipe', () => {
   });
 
   it('RFC 9293: simultaneous close passes through CLOSING to TIME_WAIT on both sides', () => {
-    const p = new EnginePair({ seed: 'simclose', config: fastClose, closeWhenDone: false, impAtoB: { delayMs: 20 }, impBtoA: { delayMs: 20 } });
-    p.start();
-    p.sim.runUntil(200);
-    p.a.run((c, now) => c.close(now));
-    p.b!.run((c, now) => c.close(now));
+    const p = simultaneousClose('simclose');
     p.sim.runUntil(230); // both FINs crossed: each side ACKed the other's FIN, ACKs in flight
     expect(p.a.conn.state).toBe(TcpState.Closing);
     expect(p.b!.conn.state).toBe(TcpState.Closing);
@@ -97,11 +103,7 @@ describe('TCP engine over a segment pipe', () => {
   });
 
   it('RFC 1337: an RST in TIME_WAIT (the peer closed and answers a late ACK) is ignored: no reset, the TIME_WAIT ends by its timer', () => {
-    const p = new EnginePair({ seed: 'tw-rst', config: fastClose, closeWhenDone: false, impAtoB: { delayMs: 20 }, impBtoA: { delayMs: 20 } });
-    p.start();
-    p.sim.runUntil(200);
-    p.a.run((c, now) => c.close(now));
-    p.b!.run((c, now) => c.close(now));
+    const p = simultaneousClose('tw-rst');
     p.sim.runUntil(300);
     expect(p.a.conn.state).toBe(TcpState.TimeWait);
     const c = p.a.conn;
