@@ -65,6 +65,10 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
   /** True until the handshake completes (as `net.Socket#connecting`). */
   connecting: boolean;
   bytesRead = 0;
+  /** Received bytes that came back from the target after the stream had ended or the socket was destroyed (diagnostics: should stay 0 unless the application destroyed it). */
+  receiveDiscarded = 0;
+  /** What ended the read stream (diagnostics), once it ended. */
+  endedBy: string | undefined;
   bytesWritten = 0;
 
   private pendingWrite: { data: Uint8Array; cb: WriteCallback } | undefined;
@@ -198,7 +202,10 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
 
   /** Offload manager: in-order bytes from the target. Returns whether the application wants more. */
   offloadData(bytes: Uint8Array): boolean {
-    if (this.destroyed || this.pushedEnd) return false;
+    if (this.destroyed || this.pushedEnd) {
+      this.receiveDiscarded += bytes.length;
+      return false;
+    }
     this.bytesRead += bytes.length;
     this.readWanted = this.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length));
     return this.readWanted;
@@ -206,9 +213,7 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
 
   /** Offload manager: the peer's FIN, after all its data (TcpIndicateDisconnect). */
   offloadPeerFin(): void {
-    if (this.destroyed || this.pushedEnd) return;
-    this.pushedEnd = true;
-    this.push(null);
+    this.endStream('the target indicated the peer\'s FIN');
   }
 
   /** Offload manager: send backlog shrank (send completions). */
@@ -250,8 +255,14 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
   offloadFinished(): void {
     this.offloadIo = undefined;
     this.binding.release();
+    this.endStream('the close finished at the target');
+  }
+
+  /** End of the read stream (the peer's FIN), once; `why` is kept for diagnostics (`endedBy`). */
+  private endStream(why: string): void {
     if (this.destroyed || this.pushedEnd) return;
     this.pushedEnd = true;
+    this.endedBy = why;
     this.push(null);
   }
 
@@ -375,10 +386,7 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
       if (this.destroyed) return;
     }
     const c = this.binding.connection;
-    if (c.peerFinished && c.readable === 0 && !this.pushedEnd) {
-      this.pushedEnd = true;
-      this.push(null);
-    }
+    if (c.peerFinished && c.readable === 0) this.endStream('the host engine read the peer\'s FIN');
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {

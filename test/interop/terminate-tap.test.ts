@@ -77,7 +77,7 @@ function toggleEvery(sock: TcpSocket, periodMs: number): Toggler {
 }
 
 /** The transfer's outcome; `expectExact()` asserts both streams (after the caller printed the diagnostics). */
-async function cycleTransfer(rig: OffloadRig, port: number, up: Uint8Array, bytes: number): Promise<{ toggler: Toggler; secs: number; expectExact(): void }> {
+async function cycleTransfer(rig: OffloadRig, port: number, up: Uint8Array, bytes: number): Promise<{ toggler: Toggler; secs: number; sock: TcpSocket; received: number; expectExact(): void }> {
   const peer = await Peer.start(rig, { role: 'server', port, send: bytes, close: 'after-peer-end' });
   const sock = rig.stack.connect({ host: rig.peerIp, port });
   const c = new Collector(sock);
@@ -93,7 +93,7 @@ async function cycleTransfer(rig: OffloadRig, port: number, up: Uint8Array, byte
     await toggler.stop();
   }
   const secs = (Date.now() - t0) / 1000;
-  return { toggler, secs, expectExact: () => expectExactExchange(c, report, up, bytes) };
+  return { toggler, secs, sock, received: c.bytes, expectExact: () => expectExactExchange(c, report, up, bytes) };
 }
 
 interface Outcome {
@@ -160,7 +160,7 @@ describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during tra
       const up = randomBytes(bytes); // before the lag monitor: 32 MB of random bytes block the loop for a while
       const lag = monitorEventLoopDelay({ resolution: 1 });
       lag.enable();
-      const { toggler, secs, expectExact } = await cycleTransfer(rig, port, up, bytes);
+      const { toggler, secs, sock, received, expectExact } = await cycleTransfer(rig, port, up, bytes);
       lag.disable();
       const maxLoopLagMs = lag.max / 1e6;
       const analysis = await cap.stop();
@@ -172,6 +172,9 @@ describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during tra
         (rig.impaired ? `; impair out ${JSON.stringify(rig.impaired.out.stats)} in ${JSON.stringify(rig.impaired.in.stats)}` : ''));
       outcomes.set(name, { analysis, toggler, maxLoopLagMs });
       const offloadStats = rig.stack.offload!.stats;
+      console.info(`issue 5 (${name}): the stack read ${received} of ${bytes} bytes; read stream ended by: ${sock.endedBy ?? 'nothing'}; bytes the target returned after that: ${sock.receiveDiscarded}`);
+      if (received !== bytes || sock.receiveDiscarded > 0) console.error(`short read; last log lines:\n${rig.logTail().slice(-60).join('\n')}`);
+      expect(sock.receiveDiscarded, `received bytes returned after the read stream ended (${sock.endedBy ?? 'not ended'})`).toBe(0);
       if (offloadStats.receiveMismatches > 0) console.error(`receive stream mismatches; last log lines:\n${rig.logTail().filter((l) => !l.includes('"level":30,') || l.includes('mismatch')).slice(-60).join('\n')}`);
       expect(offloadStats.receiveMismatches, 'hand-overs where RcvNxt and the bytes given to the application disagree').toBe(0);
       expectExact();
