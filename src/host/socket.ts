@@ -11,7 +11,7 @@
  */
 import { Duplex } from 'node:stream';
 import type { TcpConnection, ExportOptions } from '../tcp/connection.js';
-import { TcpState, type TcpErrorCode, type TcpEvent, type TcpExport } from '../tcp/types.js';
+import { DEFAULT_TCP_CONFIG, TcpState, type TcpErrorCode, type TcpEvent, type TcpExport } from '../tcp/types.js';
 import { socketError } from './errors.js';
 import type { ConnectionObserver, HostConnection } from './host-connection.js';
 import type { SegmentHandler } from './tcp-demux.js';
@@ -266,6 +266,12 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     this.push(null);
   }
 
+  /** An orphan (the application let go after its FIN) gets the FIN_WAIT_2 timeout. */
+  private startOrphanTimeout(): void {
+    const b = this.binding;
+    if (b.attached && !b.closed && b.connection.config.finWait2TimeoutMs <= 0) b.run((c, now) => c.setFinWait2Timeout(now, DEFAULT_TCP_CONFIG.finWait2TimeoutMs));
+  }
+
   /** Offload manager: the terminate returned the connection; `conn` is imported from its state. */
   offloadEnd(conn: TcpConnection): void {
     this.offloadIo = undefined;
@@ -277,6 +283,7 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     if (b.closed || !b.attached) return;
     // Destroyed abortively while the terminate ran: what the target did not reset, we do.
     if (this.destroyed && !this.orphan) b.run((c, now) => c.abort(now));
+    else if (this.orphan) this.startOrphanTimeout();
     else if (reissueFin) b.run((c, now) => c.close(now));
   }
 
@@ -467,8 +474,10 @@ export class TcpSocket extends Duplex implements ConnectionObserver {
     } else if (b.attached && !b.closed) {
       const c = b.connection;
       const unread = c.readable > 0 || (this.readableLength > 0 && !this.readableEnded);
-      if (!error && !this.forceReset && this.finalIssued && !unread) this.orphan = true;
-      else b.run((conn, now) => conn.abort(now));
+      if (!error && !this.forceReset && this.finalIssued && !unread) {
+        this.orphan = true;
+        this.startOrphanTimeout();
+      } else b.run((conn, now) => conn.abort(now));
     }
     callback(error);
   }

@@ -193,7 +193,10 @@ export class HostStack implements ConnectionHost, ServerHost {
     this.random = opts.random ?? u32Random;
     this.isnSecret = opts.isnSecret ?? randomIsnSecret();
     this.ephemeral = opts.ephemeralPorts ?? { low: 49152, high: 65535 };
-    this.tcpConfig = { mss: opts.link.mtu - IPV4_HEADER_LENGTH - 20, ...opts.tcp };
+    // No FIN_WAIT_2 timeout while an application holds the socket (Linux applies tcp_fin_timeout
+    // to orphans only): a half-closed connection still receiving must not be cut off after a long
+    // silence of the peer. An orphaned socket starts the timeout (TcpSocket).
+    this.tcpConfig = { mss: opts.link.mtu - IPV4_HEADER_LENGTH - 20, finWait2TimeoutMs: 0, ...opts.tcp };
     this.ipId = this.random() & 0xffff;
     this.batchMax = opts.batchFrames ?? DEFAULT_BATCH;
     this.arena = new Uint8Array(this.batchMax * (opts.link.mtu + ETHERNET_HEADER_LENGTH));

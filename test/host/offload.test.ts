@@ -189,6 +189,33 @@ describe('host offload path (spec 2.1, 3, 4, 6)', () => {
     await rig.run(() => rig.a.demux.size === 0 && rig.core.ledger.lentCount === 0, 'released');
   }, 60_000);
 
+  it('half close on the host engine: a peer silent for longer than the FIN_WAIT_2 timeout does not cut off a socket the application still reads (Linux: tcp_fin_timeout is for orphans); an orphan is released after it', async () => {
+    const rig = new OffloadRig({ policy: 'never' });
+    const { ca, cb } = await rig.pair();
+    const ra = new Collector(ca);
+    const rb = new Collector(cb);
+    ca.end(); // FIN_WAIT_2 once B acknowledges
+    await rig.run(() => rb.ended, 'our FIN at B');
+    await runSimFor(rig.sim, 200_000); // longer than the 120 s FIN_WAIT_2 timeout
+    expect(ra.closed).toBe(false);
+    const db = payload(12, 100_000);
+    cb.end(db);
+    await rig.run(() => ra.ended && ra.closed, 'the peer\'s data and FIN');
+    expect(ra.error).toBeUndefined();
+    expect(ra.digest()).toBe(sha256(db));
+    // The orphan: the application ends and lets go; the peer never closes.
+    const rig2 = new OffloadRig({ policy: 'never' });
+    const { ca: oa, cb: ob } = await rig2.pair();
+    const rob = new Collector(ob);
+    oa.end();
+    await rig2.run(() => rob.ended, 'orphan FIN at B');
+    oa.destroy();
+    await runSimFor(rig2.sim, 100_000);
+    expect(rig2.a.demux.size).toBe(1); // FIN_WAIT_2, within the timeout
+    await runSimFor(rig2.sim, 30_000);
+    expect(rig2.a.demux.size).toBe(0);
+  }, 60_000);
+
   it('TcpIndicateRetrieve: the host terminates and the transfer continues on the host engine', async () => {
     const rig = new OffloadRig({ policy: 'after-handshake', impair: { delayMs: 1 } });
     const { ca, cb } = await rig.pair();
