@@ -158,6 +158,8 @@ export class ReceiveDelivery {
   /** Abort arrived during an indication: the posted requests complete after the reply (R94). */
   private abortDeferred = false;
   private terminated = false;
+  /** A terminate waits (for the reply to the indication out): no new indication. */
+  private terminating = false;
   /** Requests refused at posting (malformed, after disconnect/abort), waiting for a free moment. */
   private readonly rejected: ReceiveCompletionEntry[] = [];
   private outputs: DeliveryOutput[] = [];
@@ -418,10 +420,20 @@ export class ReceiveDelivery {
     this.emitCompletion(done);
   }
 
+  /**
+   * A terminate started (spec 6.2 step 1): a reply still completes the indication that is out, but
+   * no new one starts. What is left goes back as BufferedData with the terminate's completion;
+   * another indication would only hold the terminate, and the connection's ACKs, for one more
+   * round trip to the host (docs/spec-decisions.md).
+   */
+  beginTerminate(): void {
+    this.terminating = true;
+  }
+
   /** INDICATE, B.1-B.2; B.3/B.4 run in `onIndicateReply`. */
   private indicate(): void {
     const avail = this.pendingBytes();
-    if (this.busy || avail === 0) return;
+    if (this.busy || avail === 0 || this.terminating) return;
     const n = this.rcvIndicationSize > 0 ? Math.min(avail, this.rcvIndicationSize) : avail;
     const got = this.takeData(n);
     const bytes = concat(got.parts);

@@ -463,6 +463,7 @@ export class OffloadedConnection {
     // Segments that arrived before the terminate are the connection's: processed, not lost.
     this.endForwardWait();
     this.phase = 'terminating';
+    this.delivery.beginTerminate();
     this.stopPushTimer();
     // Spec 6.2 step 2 comes before the wait for indication replies (step 7): the pending delayed
     // ACK goes now, not a round trip later (R19), or the peer's probe timer may fire meanwhile.

@@ -11,7 +11,7 @@
  * only after them, so it never reports a hole.
  */
 import { randomBytes } from 'node:crypto';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verdict } from '../../src/capture/index.js';
 import { tapLabSkipReason } from '../support/tap-lab-available.js';
@@ -34,17 +34,27 @@ function transferWaitMs(bytes: number): number {
   return Math.max(120_000, (bytes / MB) * 8_000);
 }
 
+/** One hand-over as the host saw it: from the call until it resolved (epoch ms, sub-ms). */
+interface HandOver {
+  kind: 'terminate' | 'offload';
+  startMs: number;
+  endMs: number;
+}
+
 interface Toggler {
   stop(): Promise<void>;
   readonly terminates: number;
   readonly offloads: number;
   readonly errors: string[];
+  readonly handOvers: HandOver[];
 }
+
+const nowMs = (): number => performance.timeOrigin + performance.now();
 
 /** Alternates terminateOffload() / offload() every `periodMs`, one operation at a time. */
 function toggleEvery(sock: TcpSocket, periodMs: number): Toggler {
   let running = true;
-  const t = { terminates: 0, offloads: 0, errors: [] as string[] };
+  const t = { terminates: 0, offloads: 0, errors: [] as string[], handOvers: [] as HandOver[] };
   const loop = (async (): Promise<void> => {
     while (running) {
       await new Promise((r) => setTimeout(r, periodMs));
@@ -52,12 +62,15 @@ function toggleEvery(sock: TcpSocket, periodMs: number): Toggler {
       const dbg = process.env.OFFLOAD_DEBUG ? (what: string): void => console.info(`${(Date.now() / 1000).toFixed(6)} ${what}`) : undefined;
       try {
         dbg?.(sock.offloaded ? 'terminate start' : 'offload start');
+        const startMs = nowMs();
         if (sock.offloaded) {
           await sock.terminateOffload();
           t.terminates++;
+          t.handOvers.push({ kind: 'terminate', startMs, endMs: nowMs() });
         } else {
           await sock.offload();
           t.offloads++;
+          t.handOvers.push({ kind: 'offload', startMs, endMs: nowMs() });
         }
         dbg?.('done');
       } catch (e) {
@@ -72,6 +85,7 @@ function toggleEvery(sock: TcpSocket, periodMs: number): Toggler {
     get terminates() { return t.terminates; },
     get offloads() { return t.offloads; },
     get errors() { return t.errors; },
+    get handOvers() { return t.handOvers; },
     async stop() { running = false; await loop; },
   };
 }
@@ -99,26 +113,70 @@ async function cycleTransfer(rig: OffloadRig, port: number, up: Uint8Array, byte
 interface Outcome {
   analysis: FlowAnalysis;
   toggler: Toggler;
+  handOvers: HandOver[];
   /** Longest event-loop stall of this process (host and target) during the transfer, ms. */
   maxLoopLagMs: number;
 }
 
-/** Linux's shortest probe timeout (tcp_schedule_loss_probe: at least 10 ms). */
-const LINUX_MIN_PROBE_MS = 10;
+/**
+ * Linux's shortest loss-probe timeout: tcp_schedule_loss_probe arms 2 * SRTT + TCP_TIMEOUT_MIN
+ * (2 jiffies: 2 ms at HZ=1000, 8 ms at this machine's HZ=250) with more than one segment out.
+ */
+const LINUX_MIN_PROBE_MS = 2;
 
 /**
- * For each retransmission in `d` (data from `d.from`), how long the receiver had been silent
- * (no ACK about this data) when it was sent, in ms.
+ * For each retransmission in `d` (data from `d.from`): when the receiver's last ACK about this data
+ * before it was sent, and when it was sent (epoch ms).
  */
-function silencesBeforeRetransmissions(d: FlowAnalysis['connections'][number]['ab']): number[] {
+function silencesBeforeRetransmissions(d: FlowAnalysis['connections'][number]['ab']): Array<{ fromMs: number; atMs: number }> {
   const acks = d.events.acks;
-  const out: number[] = [];
+  const out: Array<{ fromMs: number; atMs: number }> = [];
   let i = 0;
   for (const e of d.events.data) {
     while (i < acks.length && acks[i]!.timeMs <= e.timeMs) i++;
-    if (e.kind === 'retransmission' || e.kind === 'spurious') out.push(i === 0 ? Infinity : e.timeMs - acks[i - 1]!.timeMs);
+    if (e.kind === 'retransmission' || e.kind === 'spurious') out.push({ fromMs: i === 0 ? -Infinity : acks[i - 1]!.timeMs, atMs: e.timeMs });
   }
   return out;
+}
+
+type Direction = FlowAnalysis['connections'][number]['ab'];
+
+/** Whether [a, b] meets a hand-over; `hs` sorted by start. */
+function meetsHandOver(hs: HandOver[], a: number, b: number): HandOver | undefined {
+  return hs.find((h) => h.startMs <= b && h.endMs >= a);
+}
+
+/**
+ * The ACK silences the receiver of `d` left while `d`'s sender had data out, split by whether they
+ * meet a hand-over: the longest silence meeting each hand-over, by kind, and the longest elsewhere.
+ */
+function ackSilencesByHandOver(d: Direction, hs: HandOver[]): { terminate: number[]; offload: number[]; elsewhereMaxMs: number } {
+  const acks = d.events.acks;
+  const data = d.events.data;
+  const out = { terminate: [] as number[], offload: [] as number[], elsewhereMaxMs: 0 };
+  if (data.length === 0 || acks.length < 2) return out;
+  const perHandOver = new Map<HandOver, number>();
+  let j = 0;
+  let sentEnd = 0; // highest relative sequence sent up to the ACK at hand
+  for (let i = 1; i < acks.length; i++) {
+    const a = acks[i - 1]!.timeMs;
+    const b = acks[i]!.timeMs;
+    while (j < data.length && data[j]!.timeMs <= a) sentEnd = Math.max(sentEnd, data[j++]!.end);
+    // Nothing unacknowledged after this ACK: the sender had nothing to time out on.
+    if (sentEnd <= acks[i - 1]!.ack) continue;
+    const h = meetsHandOver(hs, a, b);
+    if (h) perHandOver.set(h, Math.max(perHandOver.get(h) ?? 0, b - a));
+    else out.elsewhereMaxMs = Math.max(out.elsewhereMaxMs, b - a);
+  }
+  for (const [h, ms] of perHandOver) out[h.kind].push(ms);
+  return out;
+}
+
+function quantiles(xs: number[]): string {
+  if (xs.length === 0) return 'none';
+  const s = [...xs].sort((x, y) => x - y);
+  const q = (p: number): string => s[Math.min(s.length - 1, Math.floor(p * s.length))]!.toFixed(1);
+  return `n ${s.length}, median ${q(0.5)}, p99 ${q(0.99)}, max ${s[s.length - 1]!.toFixed(1)} ms`;
 }
 
 /** No RST from us; an RST from Linux only once both FINs are on the wire (its socket is gone). */
@@ -170,7 +228,7 @@ describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during tra
       console.info(`issue 5 (${name}): ${bytes / MB} MB each way in ${secs.toFixed(1)} s; ${toggler.terminates} terminates, ${toggler.offloads} re-offloads, errors ${JSON.stringify(toggler.errors)}; ` +
         `event loop max lag ${maxLoopLagMs.toFixed(1)} ms; TcpForward messages ${rig.sentToTarget.get('TcpForward') ?? 0}; host offload ${JSON.stringify(rig.stack.offload!.stats)}; core ${JSON.stringify(st.counters.core)}; capture ${rtx.join('; ')}; notes: ${v.notes.join(' | ') || 'none'}` +
         (rig.impaired ? `; impair out ${JSON.stringify(rig.impaired.out.stats)} in ${JSON.stringify(rig.impaired.in.stats)}` : ''));
-      outcomes.set(name, { analysis, toggler, maxLoopLagMs });
+      outcomes.set(name, { analysis, toggler, handOvers: toggler.handOvers, maxLoopLagMs });
       const offloadStats = rig.stack.offload!.stats;
       console.info(`issue 5 (${name}): the stack read ${received} of ${bytes} bytes; read stream ended by: ${sock.endedBy ?? 'nothing'}; bytes the target returned after that: ${sock.receiveDiscarded}`);
       if (received !== bytes || sock.receiveDiscarded > 0) console.error(`short read; last log lines:\n${rig.logTail().slice(-60).join('\n')}`);
@@ -194,12 +252,13 @@ describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during tra
 
   // Neither end ever reports a hole (no SACK block other than a D-SACK) and we never reset (Linux
   // only after both FINs, checked above). A retransmission can then only come from a timer: Linux
-  // probes (TLP, at least 10 ms) when no ACK came for about two round trips. On a quiet machine
-  // there is none; here host and target share one process whose turns take up to tens of ms under
-  // load (event-loop lag printed), a terminate then holds the ACKs for a turn or two, and a probe
-  // can follow. So: every retransmission must come after an ACK silence of at least Linux's probe
-  // timeout; a hand-over that made an end see a hole would show as a fast retransmit right after
-  // duplicate ACKs instead.
+  // probes (TLP, 2 * SRTT + 2 jiffies) when no ACK came for that long while its window allowed no
+  // new data. A terminate holds the ACKs from the target's stop until the host has resumed; here
+  // host and target share one process whose turns take tens of ms under load (event-loop lag
+  // printed), and the held ACKs are printed per hand-over (issue 5 keeps that criterion open:
+  // retransmissions meeting a hand-over are named). So: every retransmission must come after an
+  // ACK silence of at least Linux's shortest probe timeout; a hand-over that made an end see a
+  // hole would show as a fast retransmit right after duplicate ACKs instead.
   it('spec 2.6 / issue 5, loss-free path: no end reports a hole, no RST from us, and no retransmission other than a timer probe after an ACK silence', () => {
     const o = outcomes.get('loss-free path');
     expect(o, 'the loss-free transfer above ran').toBeDefined();
@@ -209,9 +268,12 @@ describe.skipIf(reason !== '')('terminate and re-offload every 100 ms during tra
       const holes = d.acks.sack.blocks - d.acks.sack.dsackBlocks;
       expect(holes, `SACK blocks reporting a hole in ${d.from} -> ${d.to}`).toBe(0);
       expect(d.events.truncated, 'every segment kept for the timing check').toBe(false);
-      const silences = silencesBeforeRetransmissions(d);
-      console.info(`issue 5 loss-free ${d.from} -> ${d.to}: ${silences.length} retransmissions, ACK silence before each: ${silences.map((x) => `${x.toFixed(1)} ms`).join(', ') || 'none'}; event loop max lag ${o.maxLoopLagMs.toFixed(1)} ms`);
-      for (const s of silences) expect(s, `a retransmission ${d.from} -> ${d.to} without a silence of a probe timeout before it`).toBeGreaterThanOrEqual(LINUX_MIN_PROBE_MS);
+      const by = ackSilencesByHandOver(d, o.handOvers);
+      console.info(`issue 5 loss-free ${d.from} -> ${d.to}: longest ACK silence with data out, per terminate: ${quantiles(by.terminate)}; per offload: ${quantiles(by.offload)}; elsewhere ${by.elsewhereMaxMs.toFixed(1)} ms`);
+      const rtx = silencesBeforeRetransmissions(d).map((r) => ({ ...r, silenceMs: r.atMs - r.fromMs, handOver: meetsHandOver(o.handOvers, r.fromMs, r.atMs) }));
+      console.info(`issue 5 loss-free ${d.from} -> ${d.to}: ${rtx.length} retransmissions, ACK silence before each: ${rtx.map((r) => `${r.silenceMs.toFixed(1)} ms${r.handOver ? ` (${r.handOver.kind})` : ''}`).join(', ') || 'none'}; event loop max lag ${o.maxLoopLagMs.toFixed(1)} ms`);
+      for (const r of rtx) expect(r.silenceMs, `a retransmission ${d.from} -> ${d.to} without a silence of a probe timeout before it`).toBeGreaterThanOrEqual(LINUX_MIN_PROBE_MS);
+      for (const r of rtx.filter((x) => x.handOver)) console.warn(`issue 5 loss-free: a probe retransmission ${d.from} -> ${d.to} after ${r.silenceMs.toFixed(1)} ms of ACKs held across a ${r.handOver!.kind} (${(r.handOver!.endMs - r.handOver!.startMs).toFixed(1)} ms from the host's call to its completion)`);
       if (d.from.startsWith(`${STACK_IP}:`)) expect(d.rst).toBeUndefined();
     }
   });

@@ -7,7 +7,8 @@
  *
  *  [HostStack]=ChimneyLink=IPC=[target service]=(impair)=TAP fd ... TAP netdev 10.77.0.1 (ns k, Linux)
  */
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -71,13 +72,19 @@ export async function buildOffloadRig(opts: OffloadRigOptions): Promise<OffloadR
     lab.onTeardown(() => client.close());
     // ChimneyLink.overIpc, with a count of what the host sends.
     const sentToTarget = new Map<string, number>();
+    // For a hand-over's timeline: OFFLOAD_TRACE=FILE writes every IPC message's type with the
+    // time the host sent or received it (epoch ms, as in a capture), at teardown.
+    const trace = process.env.OFFLOAD_TRACE ? [] as string[] : undefined;
+    if (trace) lab.onTeardown(() => writeFileSync(process.env.OFFLOAD_TRACE!, trace.join('\n')));
+    const now = (): string => (performance.timeOrigin + performance.now()).toFixed(3);
     const chimney = new ChimneyLink({
       send: (m) => {
         sentToTarget.set(m.type, (sentToTarget.get(m.type) ?? 0) + 1);
+        trace?.push(`${now()} h> ${m.type}`);
         client.send(m);
       },
     });
-    client.on((m) => chimney.onTargetMessage(m));
+    client.on((m) => { trace?.push(`${now()} <t ${m.type}`); chimney.onTargetMessage(m); });
     client.onClose((reason) => chimney.bindingClosed(reason));
     const scheduler = new WallClockScheduler();
     lab.onTeardown(() => scheduler.close());

@@ -254,6 +254,27 @@ describe('terminate requirements (spec 6, R1-R34)', () => {
     expect(b.wire.filter((w) => w.seg.ack === 5150), 'the raw segment was never acknowledged by the target').toEqual([]);
   });
 
+  it('R22/R15: the reply to the indication a terminate waits for completes it at once: data that waited behind the indication goes back as BufferedData, not in a second indication (one more round trip of held ACKs)', () => {
+    const b = new CoreBench();
+    b.initiate(benchTcp());
+    b.peer({ seq: 5000, ack: 1000, payload: seqBytes(5000, 100), flags: TCP_ACK | TCP_PSH });
+    const ind = only(b.take(), 'TcpReceiveIndicate');
+    expect(ind.map((m) => m.bytes.length)).toEqual([100]);
+    // Acknowledged while the indication is out; it waits for the reply (E1.1).
+    b.peer({ seq: 5100, ack: 1000, payload: seqBytes(5100, 50), flags: TCP_ACK | TCP_PSH });
+    expect(only(b.take(), 'TcpReceiveIndicate')).toEqual([]);
+    const op = b.terminate();
+    expect(only(b.take(), 'TerminateOffloadComplete')).toEqual([]);
+    b.host({ type: 'IndicateReply', indicationId: ind[0].indicationId, status: Status.SUCCESS, bytesConsumed: 100 });
+    const msgs = b.take();
+    expect(only(msgs, 'TcpReceiveIndicate'), 'no new indication during the terminate').toEqual([]);
+    const done = only(msgs, 'TerminateOffloadComplete').find((m) => m.opId === op);
+    expect(done, 'the terminate completed with the reply').toBeDefined();
+    const d = tcpResult(done!).tcp!.delegated!;
+    expect(d.rcvNxt).toBe(5150);
+    expect(sha(concat(d.bufferedBuffers!.map((x) => x.bytes)))).toBe(sha(seqBytes(5100, 50)));
+  });
+
   it('R24/R30: after the terminate, segments go raw and requests naming the old context get an error; another connection carries on', () => {
     const b = new CoreBench();
     b.initiate(benchTcp());
