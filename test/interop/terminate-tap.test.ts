@@ -11,7 +11,7 @@
  * only after them, so it never reports a hole.
  */
 import { randomBytes } from 'node:crypto';
-import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { verdict } from '../../src/capture/index.js';
 import { tapLabSkipReason } from '../support/tap-lab-available.js';
@@ -22,6 +22,7 @@ import { Collector, writeAll } from '../support/host-sim.js';
 import { expectExactExchange, expectWholeConnection } from '../support/interop-checks.js';
 import { Peer, STACK_IP, TAP_KERNEL_IP, until } from '../support/host-lab.js';
 import { buildOffloadRig, startPcap, type OffloadRig } from '../support/offload-lab.js';
+import { toggleEvery, type HandOver, type Toggler } from '../support/handover-toggler.js';
 
 const reason = tapLabSkipReason(['ip', 'tcpdump']);
 if (reason) console.warn(`skipping terminate/re-offload interop tests: ${reason}`);
@@ -34,62 +35,6 @@ function transferWaitMs(bytes: number): number {
   return Math.max(120_000, (bytes / MB) * 8_000);
 }
 
-/** One hand-over as the host saw it: from the call until it resolved (epoch ms, sub-ms). */
-interface HandOver {
-  kind: 'terminate' | 'offload';
-  startMs: number;
-  endMs: number;
-}
-
-interface Toggler {
-  stop(): Promise<void>;
-  readonly terminates: number;
-  readonly offloads: number;
-  readonly errors: string[];
-  readonly handOvers: HandOver[];
-}
-
-const nowMs = (): number => performance.timeOrigin + performance.now();
-
-/** Alternates terminateOffload() / offload() every `periodMs`, one operation at a time. */
-function toggleEvery(sock: TcpSocket, periodMs: number): Toggler {
-  let running = true;
-  const t = { terminates: 0, offloads: 0, errors: [] as string[], handOvers: [] as HandOver[] };
-  const loop = (async (): Promise<void> => {
-    while (running) {
-      await new Promise((r) => setTimeout(r, periodMs));
-      if (!running || sock.destroyed) break;
-      const dbg = process.env.OFFLOAD_DEBUG ? (what: string): void => console.info(`${(Date.now() / 1000).toFixed(6)} ${what}`) : undefined;
-      try {
-        dbg?.(sock.offloaded ? 'terminate start' : 'offload start');
-        const startMs = nowMs();
-        if (sock.offloaded) {
-          await sock.terminateOffload();
-          t.terminates++;
-          t.handOvers.push({ kind: 'terminate', startMs, endMs: nowMs() });
-        } else {
-          await sock.offload();
-          t.offloads++;
-          t.handOvers.push({ kind: 'offload', startMs, endMs: nowMs() });
-        }
-        dbg?.('done');
-      } catch (e) {
-        // Near the end the connection may leave the offloadable states: that stops the toggling.
-        if (sock.destroyed || !running) break;
-        if (/not offloadable in state|closed or not driven/.test((e as Error).message)) break;
-        t.errors.push((e as Error).message);
-      }
-    }
-  })();
-  return {
-    get terminates() { return t.terminates; },
-    get offloads() { return t.offloads; },
-    get errors() { return t.errors; },
-    get handOvers() { return t.handOvers; },
-    async stop() { running = false; await loop; },
-  };
-}
-
 /** The transfer's outcome; `expectExact()` asserts both streams (after the caller printed the diagnostics). */
 async function cycleTransfer(rig: OffloadRig, port: number, up: Uint8Array, bytes: number): Promise<{ toggler: Toggler; secs: number; sock: TcpSocket; received: number; expectExact(): void }> {
   const peer = await Peer.start(rig, { role: 'server', port, send: bytes, close: 'after-peer-end' });
@@ -98,7 +43,7 @@ async function cycleTransfer(rig: OffloadRig, port: number, up: Uint8Array, byte
   const t0 = Date.now();
   await until(() => sock.offloaded || c.closed, 10_000, 'first offload');
   void writeAll(sock, up);
-  const toggler = toggleEvery(sock, 100);
+  const toggler = toggleEvery(sock, () => 100);
   let report;
   try {
     const waitMs = transferWaitMs(bytes);
