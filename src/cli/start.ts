@@ -209,7 +209,7 @@ async function namespaceTopology(pcapPath: string, sourceBytes: number, log: Log
   const lab = new Lab();
   try {
     const ns = await lab.addNamespace('peer');
-    for (const k of ['all', 'default']) await lab.sysctl(ns, `net.ipv6.conf.${k}.disable_ipv6`, 1);
+    await lab.prepareLinuxPeer(ns);
     const tap = openTapLink({ name: lab.devName('t') });
     lab.adoptDevice(tap.name);
     await lab.moveLink(tap.name, ns);

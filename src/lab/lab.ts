@@ -198,6 +198,20 @@ export class Lab implements Teardownable {
     await this.ip(ns, ['route', 'add', ...args]);
   }
 
+  /**
+   * A namespace whose Linux TCP is a lab's peer: IPv4 only, and orphaned sockets keep the retry
+   * budget of open ones (tcp_orphan_retries 15, as tcp_retries2). A peer program exits once its
+   * last bytes are written, leaving an orphan socket to deliver them; by default an orphan gives up
+   * after 8 retries counted from the first retransmission of its oldest unacknowledged segment, which
+   * in a long loss recovery (hand-overs under loss make many) was long past: Linux dropped the
+   * connection without a RST (TCPAbortOnTimeout) with 2.5 MB undelivered, and our socket waited for
+   * data that never came.
+   */
+  async prepareLinuxPeer(ns: string): Promise<void> {
+    for (const k of ['all', 'default']) await this.sysctl(ns, `net.ipv6.conf.${k}.disable_ipv6`, 1);
+    await this.sysctl(ns, 'net.ipv4.tcp_orphan_retries', 15);
+  }
+
   /** `sysctl -w key=value` inside ns (e.g. net.ipv4.ip_forward=1). */
   async sysctl(ns: string, name: string, value: string | number): Promise<void> {
     await this.exec(ns, 'sysctl', ['-qw', `${name}=${value}`]);

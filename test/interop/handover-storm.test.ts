@@ -16,7 +16,7 @@ import { tapLabSkipReason } from '../support/tap-lab-available.js';
 import { toggleEvery } from '../support/handover-toggler.js';
 import { Collector, writeAll } from '../support/host-sim.js';
 import { expectExactExchange } from '../support/interop-checks.js';
-import { Peer, until } from '../support/host-lab.js';
+import { Peer, peerTcpAborts, until } from '../support/host-lab.js';
 import { buildOffloadRig, type OffloadRig } from '../support/offload-lab.js';
 
 const reason = tapLabSkipReason(['ip']);
@@ -52,6 +52,9 @@ describe.skipIf(reason !== '')('hand-over storm against Linux TCP under loss (is
       let report;
       try {
         [report] = await Promise.all([peer.done(WAIT_MS), until(() => c.closed, WAIT_MS, 'stack socket closed')]);
+      } catch (e) {
+        console.error(`storm transfer did not finish: the stack read ${c.bytes} of ${BYTES} bytes (stream ended by: ${sock.endedBy ?? 'nothing'}); Linux peer's TCP counters: ${await peerTcpAborts(rig)}; last log lines:\n${rig.logTail().slice(-40).join('\n')}`);
+        throw e;
       } finally {
         await toggler.stop();
       }

@@ -136,6 +136,18 @@ describe.skipIf(!avail.ok)('Lab (network namespaces)', () => {
     expect((err as CommandError).argv).toEqual(['ip', 'netns', 'exec', ns, 'ip', 'link', 'show', 'nope0']);
   });
 
+  it('prepareLinuxPeer: IPv6 off, and orphaned sockets keep 15 retries in that namespace only', async () => {
+    const lab = newLab();
+    const get = async (key: string, where: string | null): Promise<string> =>
+      (where === null ? await runCommand('sysctl', ['-n', key]) : await lab.exec(where, 'sysctl', ['-n', key])).stdout.trim();
+    const ours = await get('net.ipv4.tcp_orphan_retries', null);
+    const ns = await lab.addNamespace();
+    await lab.prepareLinuxPeer(ns);
+    expect(await get('net.ipv4.tcp_orphan_retries', ns)).toBe('15');
+    expect(await get('net.ipv6.conf.all.disable_ipv6', ns)).toBe('1');
+    expect(await get('net.ipv4.tcp_orphan_retries', null), 'our own namespace untouched').toBe(ours);
+  });
+
   it('waitForOutput rejects when the process exits without printing the pattern', async () => {
     const lab = newLab();
     const ns = await lab.addNamespace();

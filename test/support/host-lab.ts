@@ -60,7 +60,7 @@ export async function buildRig(opts: RigOptions = {}): Promise<HostRig> {
   const lab = new Lab();
   try {
     const tapNs = await lab.addNamespace(opts.routed ? 'r' : 'k');
-    for (const k of ['all', 'default']) await lab.sysctl(tapNs, `net.ipv6.conf.${k}.disable_ipv6`, 1);
+    await lab.prepareLinuxPeer(tapNs);
     const link = openTapLink({ name: lab.devName('t') });
     lab.adoptDevice(link.name);
     await lab.moveLink(link.name, tapNs);
@@ -80,7 +80,7 @@ export async function buildRig(opts: RigOptions = {}): Promise<HostRig> {
       return { lab, peerNs: tapNs, peerIp: TAP_KERNEL_IP, peerDev: link.name, link, stackLink, scheduler, stack };
     }
     const peerNs = await lab.addNamespace('k');
-    for (const k of ['all', 'default']) await lab.sysctl(peerNs, `net.ipv6.conf.${k}.disable_ipv6`, 1);
+    await lab.prepareLinuxPeer(peerNs);
     const { a: rDev, b: kDev } = await lab.addVeth(tapNs, peerNs, { txqueuelen: 10_000 });
     await lab.addAddress(tapNs, rDev, '10.78.0.1/24');
     await lab.addAddress(peerNs, kDev, `${ROUTED_PEER_IP}/24`);
@@ -126,6 +126,19 @@ export class Peer {
 
   async done(timeoutMs: number): Promise<PeerReport> {
     return (await this.wait('done', timeoutMs)) as unknown as PeerReport;
+  }
+}
+
+/**
+ * The Linux peer's TCP abort and timeout counters that are not zero (`nstat` in its namespace), for
+ * a failed transfer's report: TCPAbortOnTimeout there means Linux gave the connection up.
+ */
+export async function peerTcpAborts(rig: Pick<HostRig, 'lab' | 'peerNs'>): Promise<string> {
+  try {
+    const { stdout } = await rig.lab.exec(rig.peerNs, 'nstat', ['-az']);
+    return stdout.split('\n').filter((l) => /TCPAbort|TCPTimeouts|TcpExtTCPLossFailures/.test(l) && !/\s0\s/.test(l)).map((l) => l.trim().replace(/\s+/g, ' ')).join('; ') || 'none';
+  } catch (e) {
+    return `nstat failed: ${(e as Error).message}`;
   }
 }
 

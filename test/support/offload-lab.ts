@@ -52,7 +52,7 @@ export async function buildOffloadRig(opts: OffloadRigOptions): Promise<OffloadR
   const lab = new Lab();
   try {
     const ns = await lab.addNamespace('k');
-    for (const k of ['all', 'default']) await lab.sysctl(ns, `net.ipv6.conf.${k}.disable_ipv6`, 1);
+    await lab.prepareLinuxPeer(ns);
     const tap = openTapLink({ name: lab.devName('t') });
     lab.adoptDevice(tap.name);
     lab.onTeardown(() => tap.close());
