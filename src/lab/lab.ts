@@ -26,6 +26,7 @@ import {
   type NetemOptions,
 } from './netem.js';
 import { LabProcess } from './process.js';
+import { PEER_SYSCTLS } from './scenario.js';
 
 export type Ns = string | null;
 
@@ -209,7 +210,7 @@ export class Lab implements Teardownable {
    */
   async prepareLinuxPeer(ns: string): Promise<void> {
     for (const k of ['all', 'default']) await this.sysctl(ns, `net.ipv6.conf.${k}.disable_ipv6`, 1);
-    await this.sysctl(ns, 'net.ipv4.tcp_orphan_retries', 15);
+    for (const [k, v] of Object.entries(PEER_SYSCTLS)) await this.sysctl(ns, k, v);
   }
 
   /** `sysctl -w key=value` inside ns (e.g. net.ipv4.ip_forward=1). */

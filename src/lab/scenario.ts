@@ -54,6 +54,15 @@ export const STACK_SYSCTLS: Readonly<Record<string, string>> = {
   'net.ipv4.conf.all.proxy_arp': '1',
 };
 
+/**
+ * What a Linux peer's network namespace needs (compose `sysctls:` of the peer; `Lab.prepareLinuxPeer`).
+ * A peer program exits once its data is written; its orphaned socket must keep the retry budget
+ * of an open one, or Linux drops it silently after a long loss recovery (native-notes/troubleshooting.md).
+ */
+export const PEER_SYSCTLS: Readonly<Record<string, string>> = {
+  'net.ipv4.tcp_orphan_retries': '15',
+};
+
 /** `chimney lab peer ...` as run by the peer container (and, inside a namespace, by `chimney start`). */
 export function peerRoleArgv(): string[] {
   const s = SCENARIO;
