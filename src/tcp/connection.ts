@@ -124,8 +124,6 @@ export class TcpConnection {
   private _rcvNxt = 0;
   /** rcvNxt + the window we last advertised: never moves left. */
   private advertisedEdge = 0;
-  /** FIN_WAIT_2 timeout in force (config.finWait2TimeoutMs until setFinWait2Timeout). */
-  private finWait2Ms: number;
   private readonly rcvBuf = new ByteQueue();
   private readonly reasm: ReassemblyQueue;
   private finReceived = false;
@@ -198,7 +196,6 @@ export class TcpConnection {
 
   private constructor(config: Partial<TcpConfig> | undefined, localPort: number, remotePort: number, now: number) {
     this.config = mergeConfig(config);
-    this.finWait2Ms = this.config.finWait2TimeoutMs;
     this.localPort = localPort;
     this.remotePort = remotePort;
     this.now = now;
@@ -665,7 +662,7 @@ export class TcpConnection {
     if (this._state === TcpState.Closed) return;
     this.restartKeepalive();
     if (this._state === TcpState.FinWait2 && this.rtxMode === 'fin-wait-2' && this.rtxDeadline !== undefined) {
-      this.rtxDeadline = this.now + this.finWait2Ms; // restarted by acceptable segments
+      this.rtxDeadline = this.now + this.config.finWait2TimeoutMs; // restarted by acceptable segments
     }
     if (this._state === TcpState.TimeWait) {
       if (seg.flags & TCP_FIN) {
@@ -781,7 +778,7 @@ export class TcpConnection {
       case TcpState.FinWait1:
         this._state = TcpState.FinWait2;
         this.stopRtx();
-        if (this.finWait2Ms > 0) this.startRtx('fin-wait-2', this.finWait2Ms);
+        if (this.config.finWait2TimeoutMs > 0) this.startRtx('fin-wait-2', this.config.finWait2TimeoutMs);
         break;
       case TcpState.Closing:
         this.enterTimeWait();
@@ -1490,7 +1487,7 @@ export class TcpConnection {
    */
   setFinWait2Timeout(now: number, ms: number): void {
     this.now = now;
-    this.finWait2Ms = ms;
+    this.config.finWait2TimeoutMs = ms; // this connection's own merged copy
     if (this._state === TcpState.FinWait2 && ms > 0 && (this.rtxMode !== 'fin-wait-2' || this.rtxDeadline === undefined)) this.startRtx('fin-wait-2', ms);
   }
 
@@ -1651,7 +1648,7 @@ export class TcpConnection {
     c.rtxMode = d.state === TcpState.FinWait2 ? 'fin-wait-2'
       : d.sndWnd === 0 && d.sndUna === d.sndMax && sendLen > 0 ? 'persist' : 'rto';
     // No FIN_WAIT_2 timeout configured here (an application still reads): none from the export either.
-    if (c.rtxMode === 'fin-wait-2' && c.finWait2Ms <= 0) c.rtxDeadline = undefined;
+    if (c.rtxMode === 'fin-wait-2' && c.config.finWait2TimeoutMs <= 0) c.rtxDeadline = undefined;
     // The delegated state does not say whether the one outstanding byte of a zero window is a probe.
     c.persistProbeOutstanding = d.sndWnd === 0 && seqDiff(d.sndMax, d.sndUna) === 1 && sendLen > 0 && seqLe(d.sndMax, dataEnd);
     for (const b of exp.receiveData) c.rcvBuf.appendCopy(b);

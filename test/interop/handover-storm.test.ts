@@ -16,8 +16,8 @@ import { tapLabSkipReason } from '../support/tap-lab-available.js';
 import { toggleEvery } from '../support/handover-toggler.js';
 import { Collector, writeAll } from '../support/host-sim.js';
 import { expectExactExchange } from '../support/interop-checks.js';
-import { Peer, peerTcpAborts, until } from '../support/host-lab.js';
-import { buildOffloadRig, type OffloadRig } from '../support/offload-lab.js';
+import { Peer, until } from '../support/host-lab.js';
+import { buildOffloadRig, unfinishedTransferReport, type OffloadRig } from '../support/offload-lab.js';
 
 const reason = tapLabSkipReason(['ip']);
 if (reason) console.warn(`skipping the hand-over storm interop test: ${reason}`);
@@ -53,7 +53,7 @@ describe.skipIf(reason !== '')('hand-over storm against Linux TCP under loss (is
       try {
         [report] = await Promise.all([peer.done(WAIT_MS), until(() => c.closed, WAIT_MS, 'stack socket closed')]);
       } catch (e) {
-        console.error(`storm transfer did not finish: the stack read ${c.bytes} of ${BYTES} bytes (stream ended by: ${sock.endedBy ?? 'nothing'}); Linux peer's TCP counters: ${await peerTcpAborts(rig)}; last log lines:\n${rig.logTail().slice(-40).join('\n')}`);
+        console.error(await unfinishedTransferReport(rig, sock, c.bytes, BYTES));
         throw e;
       } finally {
         await toggler.stop();

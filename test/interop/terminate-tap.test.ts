@@ -20,8 +20,8 @@ import type { TcpSocket } from '../../src/host/socket.js';
 import type { WallImpairment } from '../support/host-impair.js';
 import { Collector, writeAll } from '../support/host-sim.js';
 import { expectExactExchange, expectWholeConnection } from '../support/interop-checks.js';
-import { Peer, peerTcpAborts, STACK_IP, TAP_KERNEL_IP, until } from '../support/host-lab.js';
-import { buildOffloadRig, startPcap, type OffloadRig } from '../support/offload-lab.js';
+import { Peer, STACK_IP, TAP_KERNEL_IP, until } from '../support/host-lab.js';
+import { buildOffloadRig, startPcap, unfinishedTransferReport, type OffloadRig } from '../support/offload-lab.js';
 import { toggleEvery, type HandOver, type Toggler } from '../support/handover-toggler.js';
 
 const reason = tapLabSkipReason(['ip', 'tcpdump']);
@@ -49,7 +49,7 @@ async function cycleTransfer(rig: OffloadRig, port: number, up: Uint8Array, byte
     const waitMs = transferWaitMs(bytes);
     [report] = await Promise.all([peer.done(waitMs), until(() => c.closed, waitMs, 'stack socket closed')]);
   } catch (e) {
-    console.error(`transfer did not finish: the stack read ${c.bytes} of ${bytes} bytes (stream ended by: ${sock.endedBy ?? 'nothing'}); Linux peer's TCP counters: ${await peerTcpAborts(rig)}; last log lines:\n${rig.logTail().slice(-40).join('\n')}`);
+    console.error(await unfinishedTransferReport(rig, sock, c.bytes, bytes));
     throw e;
   } finally {
     await toggler.stop();

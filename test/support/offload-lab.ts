@@ -24,7 +24,8 @@ import { openTapLink } from '../../src/link/tap.js';
 import { startTargetService, type TargetService } from '../../src/target/service.js';
 import { ipv4, mac } from '../../src/wire/addresses.js';
 import { WallImpairedLink, type WallImpairment } from './host-impair.js';
-import { STACK_IP, STACK_MAC, TAP_KERNEL_IP, type HostRig } from './host-lab.js';
+import { peerTcpAborts, STACK_IP, STACK_MAC, TAP_KERNEL_IP, type HostRig } from './host-lab.js';
+import type { TcpSocket } from '../../src/host/socket.js';
 
 export interface OffloadRig extends HostRig {
   service: TargetService;
@@ -99,6 +100,12 @@ export async function buildOffloadRig(opts: OffloadRigOptions): Promise<OffloadR
     await lab.teardown().catch(() => undefined);
     throw err;
   }
+}
+
+/** Why a transfer did not finish: what the stack read, what ended its stream, the Linux peer's TCP abort counters, the last log lines. */
+export async function unfinishedTransferReport(rig: OffloadRig, sock: TcpSocket, read: number, expected: number): Promise<string> {
+  return `transfer did not finish: the stack read ${read} of ${expected} bytes (stream ended by: ${sock.endedBy ?? 'nothing'}); ` +
+    `Linux peer's TCP counters: ${await peerTcpAborts(rig)}; last log lines:\n${rig.logTail().slice(-40).join('\n')}`;
 }
 
 /** tcpdump -w on the peer's TAP device; `stop()` returns the flow analysis of the file. */
